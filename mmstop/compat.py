@@ -1,0 +1,129 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""Work-arounds for gaps in the pinned OpenMMLab / PyTorch stack.
+
+Every patch here is applied once by :func:`apply_patches` (called from
+``mmstop/__init__.py``), is idempotent, and only changes behaviour in the
+situation it names:
+
+* **mmaction2 1.2.0 wheel without** ``mmaction/models/localizers/drn``. The
+  published wheel and sdist omit that directory (it has ``.py`` files but no
+  ``__init__.py`` upstream, so ``find_packages`` skipped it), yet
+  ``mmaction/models/localizers/__init__.py`` does ``from .drn.drn import DRN``:
+  ``import mmaction.models`` fails with ``ModuleNotFoundError``. We register an
+  empty placeholder package so the import succeeds; the DRN localizer itself
+  stays unavailable (``DRN`` is ``None``). Upstream:
+  open-mmlab/mmaction2, ``setup.py`` packaging of ``localizers/drn`` in 1.2.0.
+* **torch >= 2.6 defaults ``torch.load(weights_only=True)``**, which cannot
+  unpickle MMEngine checkpoints (they hold ``HistoryBuffer`` and numpy
+  scalars): resume, ``load_from`` and ``tools/test.py CKPT`` fail. The local
+  checkpoint loader is re-registered with ``weights_only=False``, the
+  behaviour MMEngine was written for. Only load checkpoints you trust.
+* **torchrun on CPU.** MMEngine's PyTorch launcher always calls
+  ``torch.cuda.set_device`` and MMEngine wraps models in DDP with
+  ``device_ids=[LOCAL_RANK]``; both fail without CUDA. On machines without
+  CUDA the process group is initialised with ``gloo`` and ``device_ids`` is
+  dropped for CPU modules. GPU runs are untouched.
+"""
+import importlib.util
+import os
+import os.path as osp
+import sys
+import types
+
+_APPLIED = False
+
+
+def _patch_mmaction_drn() -> None:
+    """Provide ``mmaction.models.localizers.drn`` when the wheel lacks it."""
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None or spec.origin is None:
+        return
+    drn_dir = osp.join(osp.dirname(spec.origin), 'models', 'localizers', 'drn')
+    if osp.isfile(osp.join(drn_dir, '__init__.py')):
+        return  # a complete mmaction2 install: nothing to do
+    pkg_name = 'mmaction.models.localizers.drn'
+    if pkg_name in sys.modules:
+        return
+    pkg = types.ModuleType(pkg_name)
+    pkg.__path__ = []  # a package, so ``from .drn.drn import`` resolves
+    pkg.__doc__ = 'Placeholder: mmaction2 1.2.0 wheels ship without DRN.'
+    mod = types.ModuleType(pkg_name + '.drn')
+    mod.DRN = None
+    pkg.drn = mod
+    sys.modules[pkg_name] = pkg
+    sys.modules[pkg_name + '.drn'] = mod
+
+
+def _patch_checkpoint_loader() -> None:
+    """Load local MMEngine checkpoints with ``weights_only=False``."""
+    import torch
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_local(filename, map_location):
+        filename = osp.expanduser(filename)
+        if not osp.isfile(filename):
+            raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local, force=True)
+
+
+def _patch_cpu_distributed() -> None:
+    """Let ``torchrun`` + MMEngine run on machines without CUDA (gloo)."""
+    import torch
+    import torch.distributed as torch_dist
+    from mmengine.dist import utils as dist_utils
+    from mmengine.model.wrappers import distributed as mm_ddp
+
+    original_init = dist_utils._init_dist_pytorch
+    if getattr(original_init, '_mmstop_patched', False):
+        return
+
+    def _init_dist_pytorch(backend='nccl', init_backend='torch', **kwargs):
+        if torch.cuda.is_available() or init_backend != 'torch':
+            return original_init(backend, init_backend=init_backend, **kwargs)
+        if not torch_dist.is_initialized():
+            if backend == 'nccl':
+                backend = 'gloo'  # nccl needs CUDA
+            torch_dist.init_process_group(
+                backend=backend,
+                rank=int(os.environ['RANK']),
+                world_size=int(os.environ['WORLD_SIZE']),
+                **kwargs)
+
+    _init_dist_pytorch._mmstop_patched = True
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+    ddp_cls = mm_ddp.MMDistributedDataParallel
+    original_ddp_init = ddp_cls.__init__
+    if getattr(original_ddp_init, '_mmstop_patched', False):
+        return
+
+    def __init__(self, module, detect_anomalous_params=False, **kwargs):
+        params = list(module.parameters())
+        on_cpu = bool(params) and all(p.device.type == 'cpu' for p in params)
+        if on_cpu:
+            # torch DDP rejects device_ids / output_device for CPU modules.
+            kwargs.pop('device_ids', None)
+            kwargs.pop('output_device', None)
+        original_ddp_init(
+            self,
+            module=module,
+            detect_anomalous_params=detect_anomalous_params,
+            **kwargs)
+
+    __init__._mmstop_patched = True
+    ddp_cls.__init__ = __init__
+
+
+def apply_patches() -> None:
+    """Apply every stack work-around once (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _patch_mmaction_drn()
+    _patch_checkpoint_loader()
+    _patch_cpu_distributed()
+    _APPLIED = True

@@ -1,0 +1,2 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+from . import metrics  # noqa: F401

@@ -1,0 +1,1 @@
+# Copyright (c) mmstop contributors. All rights reserved.

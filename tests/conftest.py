@@ -1,0 +1,70 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""Shared pytest set-up.
+
+* ``HF_HUB_OFFLINE=1`` before anything imports open_clip / huggingface_hub, so
+  nothing waits on a download that cannot happen.
+* ``parity_dir``: where the golden data of the official implementations live
+  (``$MMSTOP_PARITY_DIR``, else ``../shared/parity`` beside the checkout). A
+  missing directory skips the parity tests with a visible reason, unless
+  ``MMSTOP_REQUIRE_PARITY=1`` (set by ``.ci/run``) turns that into a failure.
+"""
+import os
+import os.path as osp
+import sys
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import pytest  # noqa: E402
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEFAULT_PARITY_DIR = osp.normpath(osp.join(REPO_ROOT, '..', 'shared', 'parity'))
+
+
+def parity_root() -> str:
+    return os.environ.get('MMSTOP_PARITY_DIR', DEFAULT_PARITY_DIR)
+
+
+def get_parity_dir(kind: str) -> str:
+    """Return ``<parity root>/<kind>`` or skip (fail under MMSTOP_REQUIRE_PARITY)."""
+    path = osp.join(parity_root(), kind)
+    if not osp.isdir(path):
+        msg = (f'golden parity data not found at {path}: set MMSTOP_PARITY_DIR '
+               f'to the directory holding stop/ and ssp/')
+        if os.environ.get('MMSTOP_REQUIRE_PARITY') == '1':
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def import_parity_weights(kind: str):
+    """Import ``<parity root>/<kind>/weights.py`` as a uniquely named module."""
+    import importlib.util
+    path = osp.join(get_parity_dir(kind), 'weights.py')
+    name = f'_parity_weights_{kind}'
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def stop_parity_dir():
+    return get_parity_dir('stop')
+
+
+@pytest.fixture(scope='session')
+def ssp_parity_dir():
+    return get_parity_dir('ssp')
+
+
+@pytest.fixture(scope='session')
+def stop_weights():
+    return import_parity_weights('stop')
+
+
+@pytest.fixture(scope='session')
+def ssp_weights():
+    return import_parity_weights('ssp')

@@ -1,2 +1,13 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 from . import transforms  # noqa: F401
+from .demo import DEMO_CLASSES, generate_demo_dataset
+from .errors import VideoLoadError, run_pipeline_with_context
+from .video_cls_dataset import (AnnotationError, VideoClsDataset,
+                                load_class_names)
+
+__all__ = [
+    'AnnotationError', 'DEMO_CLASSES', 'VideoClsDataset', 'VideoLoadError',
+    'generate_demo_dataset', 'load_class_names', 'run_pipeline_with_context'
+]
+from .video_text_dataset import (  # noqa: E402,F401
+    VideoTextRetrievalDataset, load_video_text_annotations)

@@ -9,5 +9,3 @@ __all__ = [
     'AnnotationError', 'DEMO_CLASSES', 'VideoClsDataset', 'VideoLoadError',
     'generate_demo_dataset', 'load_class_names', 'run_pipeline_with_context'
 ]
-from .video_text_dataset import (  # noqa: E402,F401
-    VideoTextRetrievalDataset, load_video_text_annotations)

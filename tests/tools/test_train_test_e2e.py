@@ -1,0 +1,204 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""End to end: tools/train.py, --resume, tools/test.py, tools/dist_train.sh.
+
+Every run is a subprocess on the synthetic demo dataset, CPU only; the
+distributed run is 2 torchrun processes talking over gloo.
+
+The model config is the single parameter :func:`e2e_config`; the dataset paths
+are given with ``--cfg-options`` (:func:`data_options`), so any config whose
+dataloaders hold an MMAction2-style video dataset can be swapped in.
+"""
+import os
+import os.path as osp
+import pickle
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmstop.datasets import generate_demo_dataset
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TIMEOUT = 600  # seconds per subprocess; a hang fails instead of blocking CI
+
+# A tiny stock MMAction2 recognizer (7k-parameter X3D) standing in for the
+# mmstop demo config. Dataset paths are placeholders: tests override them.
+TINY_X3D_CONFIG = """
+_base_ = ['mmaction::_base_/default_runtime.py']
+model = dict(
+    type='Recognizer3D',
+    backbone=dict(type='X3D', gamma_w=0.5, gamma_b=1.0, gamma_d=0.5,
+                  num_stages=2, spatial_strides=(2, 2)),
+    cls_head=dict(type='I3DHead', in_channels=32, num_classes=4,
+                  spatial_type='avg', dropout_ratio=0.0,
+                  average_clips='prob'),
+    data_preprocessor=dict(type='ActionDataPreprocessor',
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375],
+                           format_shape='NCTHW'))
+train_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=8, frame_interval=2, num_clips=1),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(48, 48), keep_ratio=False),
+    dict(type='Flip', flip_ratio=0.5),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs')]
+val_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=8, frame_interval=2, num_clips=1,
+         test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(48, 48), keep_ratio=False),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs')]
+dataset = dict(type='VideoClsDataset', ann_file='data/demo/train.txt',
+               data_prefix=dict(video='data/demo/videos'),
+               classnames_file='data/demo/classnames.txt')
+train_dataloader = dict(
+    batch_size=4, num_workers=1, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(dataset, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4, num_workers=1, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(dataset, ann_file='data/demo/val.txt',
+                 pipeline=val_pipeline, test_mode=True))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='AccMetric')
+test_evaluator = val_evaluator
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3, val_begin=1,
+                 val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
+                                    weight_decay=1e-4))
+param_scheduler = [dict(type='MultiStepLR', begin=0, end=3, by_epoch=True,
+                        milestones=[1], gamma=0.1)]
+default_hooks = dict(checkpoint=dict(interval=1, save_best='auto'),
+                     logger=dict(interval=1))
+randomness = dict(seed=0)
+"""
+
+NUM_TRAIN, NUM_VAL = 16, 8  # 4 classes x (4 train, 2 val) demo videos
+
+
+@pytest.fixture(scope='module')
+def e2e_config(tmp_path_factory):
+    """Path of the config under test (the single parameter of this module)."""
+    path = tmp_path_factory.mktemp('config') / 'tiny_x3d_demo.py'
+    path.write_text(TINY_X3D_CONFIG)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    return generate_demo_dataset(
+        str(tmp_path_factory.mktemp('demo')), num_classes=4,
+        train_per_class=NUM_TRAIN // 4, val_per_class=NUM_VAL // 4, seed=0)
+
+
+def data_options(demo):
+    """--cfg-options pointing every dataloader at the demo dataset."""
+    options = []
+    for loader, ann in (('train_dataloader', 'train_ann'),
+                        ('val_dataloader', 'val_ann'),
+                        ('test_dataloader', 'val_ann')):
+        prefix = f'{loader}.dataset.'
+        options += [
+            f'{prefix}ann_file={demo[ann]}',
+            f'{prefix}data_prefix.video={demo["video_dir"]}',
+            f'{prefix}classnames_file={demo["classnames_file"]}',
+        ]
+    return options
+
+
+def run(cmd, log_path, **env):
+    full_env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
+                    **env)
+    with open(log_path, 'w') as log:
+        proc = subprocess.run(
+            cmd, cwd=REPO_ROOT, env=full_env, stdout=log,
+            stderr=subprocess.STDOUT, timeout=TIMEOUT)
+    with open(log_path) as f:
+        output = f.read()
+    assert proc.returncode == 0, (
+        f'{" ".join(cmd)} exited with {proc.returncode}; log tail:\n'
+        f'{output[-4000:]}')
+    return output
+
+
+def tool(name):
+    return osp.join(REPO_ROOT, 'tools', name)
+
+
+def load_ckpt(path):
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_train_resume_test(e2e_config, demo, tmp_path):
+    work = str(tmp_path / 'work')
+    # --cfg-options: 1 epoch instead of the config's 3, demo data paths
+    out = run([
+        sys.executable, tool('train.py'), e2e_config, '--work-dir', work,
+        '--cfg-options', 'train_cfg.max_epochs=1', *data_options(demo)
+    ], tmp_path / 'train.log')
+    assert 'Epoch(val) [1]' in out
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    assert not osp.exists(osp.join(work, 'epoch_2.pth'))
+    first = load_ckpt(osp.join(work, 'epoch_1.pth'))
+    iters_per_epoch = first['meta']['iter']
+    assert first['meta']['epoch'] == 1 and iters_per_epoch > 0
+
+    # --resume (auto): continues from epoch_1.pth with its optimizer state
+    out = run([
+        sys.executable, tool('train.py'), e2e_config, '--work-dir', work,
+        '--resume', '--cfg-options', 'train_cfg.max_epochs=2',
+        *data_options(demo)
+    ], tmp_path / 'resume.log')
+    assert 'Auto resumed from the latest checkpoint' in out
+    assert 'resumed epoch: 1' in out
+    second = load_ckpt(osp.join(work, 'epoch_2.pth'))
+    assert second['meta']['epoch'] == 2
+    assert second['meta']['iter'] == 2 * iters_per_epoch
+    # the scheduler state came back too: MultiStepLR(milestones=[1]) has
+    # decayed the learning rate once by epoch 2
+    lrs = [g['lr'] for g in second['optimizer']['param_groups']]
+    assert lrs == pytest.approx([0.005] * len(lrs))
+
+    # tools/test.py CONFIG CHECKPOINT --dump
+    dump = str(tmp_path / 'test' / 'predictions.pkl')
+    out = run([
+        sys.executable, tool('test.py'), e2e_config,
+        osp.join(work, 'epoch_2.pth'), '--work-dir',
+        str(tmp_path / 'test'), '--dump', dump, '--cfg-options',
+        *data_options(demo)
+    ], tmp_path / 'test.log')
+    assert 'Epoch(test)' in out and 'acc/top1' in out
+    assert 'Loads checkpoint by local backend from path' in out
+    with open(dump, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == NUM_VAL
+    assert all(p['pred_score'].shape == (4, ) for p in predictions)
+
+
+def test_dist_train_two_processes_gloo(e2e_config, demo, tmp_path):
+    work = str(tmp_path / 'work')
+    out = run([
+        'bash', tool('dist_train.sh'), e2e_config, '2', '--work-dir', work,
+        '--cfg-options', 'train_cfg.max_epochs=1', *data_options(demo)
+    ], tmp_path / 'dist_train.log', PORT=str(free_port()))
+    assert 'Distributed training: True' in out
+    assert 'GPU number: 2' in out  # MMEngine's wording for the world size
+    ckpt = load_ckpt(osp.join(work, 'epoch_1.pth'))
+    # DistributedSampler: each of the 2 ranks sees half the videos per epoch
+    assert ckpt['meta']['iter'] == NUM_TRAIN // (2 * 4)
+    assert 'Epoch(val) [1]' in out

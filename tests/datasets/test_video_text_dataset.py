@@ -278,6 +278,9 @@ def test_contract_through_preprocessor_and_metric(data):
                     0.1 * torch.rand(counts[i], 4), 'text_feature')
     metric = METRICS.build(dict(type='VideoTextRetrievalMetric'))
     metric.process(batch, [s.to_dict() for s in samples])
+    # the metric rebuilds the dataset's caption -> video mapping
+    _, _, t2v = metric.assemble(metric.results)
+    assert t2v.tolist() == ds.get_text_to_video().tolist()
     out = metric.evaluate(3)
     assert out['retrieval/t2v/R@1'] == 100.0
     assert out['retrieval/v2t/R@1'] == 100.0

@@ -1,0 +1,50 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""Build a prompt module from ``dict(mode=..., **options)``."""
+import inspect
+from typing import Dict, Optional
+
+import torch.nn as nn
+
+from mmstop.registry import MODELS
+
+
+def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
+                      default_mode: str = 'official',
+                      **defaults) -> Optional[nn.Module]:
+    """Build the registered class that implements ``cfg['mode']``.
+
+    Args:
+        kind (str): Name of the config field, used in error messages.
+        cfg (dict, optional): ``dict(mode=..., **options)``; ``None`` disables
+            the module and returns ``None``.
+        classes (dict): Maps each mode to a registered class name.
+        default_mode (str): Mode used when ``cfg`` has none. Defaults to
+            ``'official'``.
+        **defaults: Values known to the caller (sizes); they fill the options
+            that the class accepts and the config does not set.
+
+    Returns:
+        nn.Module | None: The built module.
+    """
+    if cfg is None:
+        return None
+    cfg = dict(cfg)
+    mode = cfg.pop('mode', default_mode)
+    if mode not in classes:
+        raise ValueError(
+            f'{kind} mode must be one of {sorted(classes)}, got {mode!r}')
+    cls = MODELS.get(classes[mode])
+    if cls is None:
+        raise NotImplementedError(f'{kind} mode {mode!r} is not available')
+    accepted = {
+        name for name in inspect.signature(cls.__init__).parameters
+        if name != 'self'
+    }
+    unknown = sorted(set(cfg) - accepted)
+    if unknown:
+        raise TypeError(f'unknown {kind} option(s) {unknown} for mode '
+                        f'{mode!r}; expected a subset of {sorted(accepted)}')
+    for key, value in defaults.items():
+        if key in accepted:
+            cfg.setdefault(key, value)
+    return cls(**cfg)

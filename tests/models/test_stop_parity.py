@@ -1,0 +1,164 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""Official-mode STOP against the golden data of the official code.
+
+``../shared/parity/stop`` holds the outputs of the official model
+(zhoujiahuan1991/CVPR2025-STOP @ 7253928) on deterministic weights
+(``weights.py``) and inputs, in float32 and float64; see its README for the
+tolerances used here. The official weights go through the same converter a
+user runs (``tools/model_converters/stop_official_to_mmstop.py``).
+"""
+import json
+import os.path as osp
+import runpy
+
+import pytest
+import torch
+
+from mmstop.models.backbones import STOPCLIP
+from mmstop.models.converters import convert_official_stop
+
+pytestmark = pytest.mark.parity
+
+# README section 6, "recommended atol, float32"
+TOL32 = {
+    'prompted_pixels_v0': 1e-5, 'prompted_pixels_s4': 1e-5,
+    'prompted_pixels_s8': 1e-5, 'mask_pooled': 2e-6, 'h0': 1e-4,
+    'inter_attn': 5e-5, 'w_raw': 2e-7, 'w': 1e-5, 'inter_prompt': 5e-5,
+    'TP': 2e-5, 'VP': 2e-5, 'vis_global_layers': 1e-4,
+    'vis_cls_layers': 1e-4, 'txt_eot_layers': 1e-4, 'video_feature': 5e-5,
+    'text_feature': 5e-5, 'sim': 1e-4, 'logit_scale_exp': 1e-5
+}
+TOL64 = 1e-10
+
+_STATE_DICTS = {}
+
+
+def official_state_dict(weights, T, mode):
+    if (T, mode) not in _STATE_DICTS:
+        _STATE_DICTS[(T, mode)] = weights.official_state_dict(T, mode)
+    return _STATE_DICTS[(T, mode)]
+
+
+def build_official(weights, T, mode, dtype=torch.float32):
+    model = STOPCLIP(arch='vit-b32', num_frames=T, prompt_generator=mode)
+    model.load_state_dict(
+        convert_official_stop(official_state_dict(weights, T, mode)),
+        strict=True)
+    return model.to(dtype).eval()
+
+
+def actual_tensor(out, key):
+    if key.startswith('prompted_pixels_s'):
+        step = int(key[len('prompted_pixels_s'):])
+        return out['prompted_pixels'][..., ::step, ::step]
+    return out[key]
+
+
+CONFIGS = [
+    pytest.param(mode, T, B, f64, id=f'{mode}-T{T}-B{B}-{"f64" if f64 else "f32"}')
+    for mode in ('transformer', 'linear') for T, B in ((4, 2), (12, 3))
+    for f64 in (False, True)
+]
+
+
+@pytest.mark.parametrize('mode,T,B,f64', CONFIGS)
+def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64):
+    dtype = torch.float64 if f64 else torch.float32
+    inputs = torch.load(osp.join(stop_parity_dir, f'inputs_T{T}_B{B}.pt'))
+    suffix = '_f64' if f64 else ''
+    expected = torch.load(
+        osp.join(stop_parity_dir, f'expected_{mode}_T{T}_B{B}{suffix}.pt'))
+    sd = official_state_dict(stop_weights, T, mode)
+    assert stop_weights.state_dict_digest(sd) == expected['meta']['weights_digest']
+
+    model = build_official(stop_weights, T, mode, dtype)
+    frames = stop_weights.load_frames(inputs, dtype)
+    with torch.no_grad():
+        out = model.forward_with_intermediates(frames, inputs['text_ids'])
+
+    assert torch.equal(out['mask'], expected['mask'])
+    checked = []
+    for key, ref in expected.items():
+        if key in ('meta', 'mask'):
+            continue
+        actual = actual_tensor(out, key).to(ref.dtype)
+        assert actual.shape == ref.shape, key
+        torch.testing.assert_close(
+            actual, ref, rtol=0, atol=TOL64 if f64 else TOL32[key],
+            msg=lambda m, key=key: f'{key}: {m}')
+        checked.append(key)
+    # every stage of the README's table was compared
+    assert {'mask_pooled', 'w', 'inter_prompt', 'TP', 'txt_eot_layers',
+            'vis_global_layers', 'video_feature', 'text_feature',
+            'sim'} <= set(checked)
+
+
+def test_stages_a_to_c_full_size(stop_parity_dir, stop_weights):
+    """Full-size pixels, h0 and the space-time attention (both modes share them)."""
+    inputs = torch.load(osp.join(stop_parity_dir, 'inputs_T4_B2.pt'))
+    expected = torch.load(osp.join(stop_parity_dir, 'expected_stop_T4_B2.pt'))
+    model = build_official(stop_weights, 4, 'transformer')
+    frames = stop_weights.load_frames(inputs).reshape(2, 4, 3, 224, 224)
+    with torch.no_grad():
+        _, out = model.encode_video(frames, return_intermediates=True)
+    assert torch.equal(out['mask'], expected['mask'])
+    torch.testing.assert_close(
+        out['prompted_pixels'][0], expected['prompted_pixels_v0'], rtol=0,
+        atol=TOL32['prompted_pixels_v0'])
+    torch.testing.assert_close(
+        out['h0'].flatten(0, 1), expected['h0'], rtol=0, atol=TOL32['h0'])
+    torch.testing.assert_close(
+        out['inter_attn'], expected['inter_attn'], rtol=0,
+        atol=TOL32['inter_attn'])
+    for key in ('mask_pooled', 'w_raw', 'w'):
+        torch.testing.assert_close(out[key], expected[key], rtol=0, atol=TOL32[key])
+
+
+@pytest.mark.parametrize('mode,T', [('transformer', 4), ('transformer', 12),
+                                    ('linear', 4), ('linear', 12)])
+def test_trainable_parameters_match_official(stop_parity_dir, mode, T):
+    """Same trainable count as the official model, every frozen key frozen."""
+    with open(osp.join(stop_parity_dir, f'keys_{mode}_T{T}.json')) as f:
+        table = json.load(f)
+    with torch.device('meta'):  # shapes only, no 164M-parameter init
+        model = STOPCLIP(arch='vit-b32', num_frames=T, prompt_generator=mode)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert sum(p.numel() for p in model.parameters()
+               if p.requires_grad) == table['num_trainable']
+    assert sum(p.numel() for p in model.parameters()) == table['num_params']
+    for entry in table['keys']:
+        (name, ), = [convert_official_stop({entry['key']: torch.zeros(0)})]
+        assert (name in trainable) == entry['trainable'], entry['key']
+
+
+def test_documented_trainable_counts():
+    # issue #2: 13,081,528 (transformer, T=12) and 4,333,752 (linear)
+    for mode, expected in (('transformer', 13081528), ('linear', 4333752)):
+        with torch.device('meta'):
+            model = STOPCLIP(arch='vit-b32', num_frames=12, prompt_generator=mode)
+        assert sum(p.numel() for p in model.parameters()
+                   if p.requires_grad) == expected
+
+
+def test_converter_tool(tmp_path, stop_weights):
+    """The CLI converts a DDP-wrapped official checkpoint; the result loads."""
+    sd = official_state_dict(stop_weights, 4, 'linear')
+    wrapped = {'module.clip.' + k: v for k, v in sd.items()}
+    wrapped['module.clip.visual.position_ids'] = torch.arange(50)[None]
+    src, dst = tmp_path / 'ckpt.pth.tar', tmp_path / 'mmstop.pth'
+    torch.save(dict(epoch=3, state_dict=wrapped, optimizer={}), src)
+    tool = osp.join(osp.dirname(__file__), '..', '..', 'tools',
+                    'model_converters', 'stop_official_to_mmstop.py')
+    runpy.run_path(tool, run_name='not_main')['main']([str(src), str(dst)])
+    state = torch.load(dst)['state_dict']
+    assert all(k.startswith('backbone.') for k in state)
+    model = STOPCLIP(arch='vit-b32', num_frames=4, prompt_generator='linear')
+    model.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()},
+                          strict=True)
+    torch.testing.assert_close(model.global_prompts,
+                               sd['visual.prompt_embeddings'])
+
+
+def test_converter_rejects_unknown_keys():
+    with pytest.raises(KeyError, match='not_a_stop_key'):
+        convert_official_stop({'clip.not_a_stop_key': torch.zeros(1)})

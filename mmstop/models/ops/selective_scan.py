@@ -15,11 +15,13 @@ Shapes and meaning follow ``mamba_ssm.ops.selective_scan_interface
 .selective_scan_fn``. This file is written from the spec; it shares no code
 with mamba_ssm.
 """
+import math
 from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 IMPLS = ('auto', 'reference', 'fast')
 
@@ -173,6 +175,241 @@ def selective_scan_reference(u: Tensor,
     return (out, h) if return_last_state else out
 
 
+# --------------------------------------------------------------------------
+# 'fast': time-major tiles that stay in cache, custom autograd with
+# recomputation from per-tile checkpoints
+# --------------------------------------------------------------------------
+#
+# Why not the reference layout: its per-step slices delta_a[:, :, t] of a
+# [b, e, l, s] tensor are scattered (one 64-byte piece per channel), and the
+# two [b, e, l, s] tensors it precomputes are freshly allocated (page faults)
+# and far larger than any cache. Here the inputs are transposed once to
+# time-major [l, b, e], and the sequence is cut into tiles of ``n`` steps
+# (and, for wide inputs, blocks of channels) whose [n, b, s, e] working set
+# fits in the per-core cache. Per tile:
+#
+#   a = exp(delta * A), x = delta * u * B     (two vectorised ops, reused
+#                                              buffers)
+#   x[t] = a[t] * x[t-1] + x[t]               (one addcmul per step over a
+#                                              contiguous [b, s, e] slice;
+#                                              x[-1] = state from the previous
+#                                              tile)
+#   y[t] = C[t] . x[t]                        (one batched matmul)
+#
+# The forward saves the state entering every tile (memory l / n times a
+# [b, e, s] state, i.e. about state / n times the size of u). The backward
+# visits the tiles in reverse, recomputes each tile's states from its
+# checkpoint and runs the adjoint recurrence
+#
+#   lam[t] = C[t] * gy[t] + exp(delta[t+1] A) * lam[t+1]
+#
+# then reduces the gradients of the tile with batched matmuls. Nothing of
+# size [b, e, l, s] is ever allocated. The exponentials are the reference's
+# exp(delta * A) of single steps, so nothing overflows that does not in the
+# sequential recurrence, and the operation order per element is the
+# reference's (results agree to fp32 round-off).
+
+_TILE_ELEMS = 1 << 16  # values in one [n, b, s, e] tile buffer
+_STEP_ELEMS = 1 << 16  # at most this many values in one step's [b, s, e]
+
+
+class _Plan:
+    """Tile sizes for one call."""
+
+    def __init__(self, batch, channels, length, state, groups, tile_elems,
+                 step_elems):
+        self.batch, self.channels, self.length = batch, channels, length
+        self.state, self.groups = state, groups
+        self.hpg = channels // groups
+        per_channel = batch * state
+        self.eb = max(1, min(self.hpg, step_elems // per_channel))
+        self.n = max(1, min(length, tile_elems // (per_channel * self.eb)))
+
+    def channel_blocks(self):
+        """Yield (group, channel slice)."""
+        for g in range(self.groups):
+            for e0 in range(0, self.hpg, self.eb):
+                e1 = min(self.hpg, e0 + self.eb)
+                yield g, slice(g * self.hpg + e0, g * self.hpg + e1)
+
+    def tiles(self):
+        """Yield (index, t0, t1)."""
+        for i, t0 in enumerate(range(0, self.length, self.n)):
+            yield i, t0, min(self.length, t0 + self.n)
+
+    @property
+    def num_tiles(self):
+        return -(-self.length // self.n)
+
+
+def _time_major(x: Tensor) -> Tensor:
+    """[b, e, l] -> contiguous [l, b, e]."""
+    return x.permute(2, 0, 1).contiguous()
+
+
+def _view(buf: Tensor, *shape) -> Tensor:
+    """The first prod(shape) values of a flat buffer, as ``shape``."""
+    return buf[:math.prod(shape)].view(shape)
+
+
+def _tile_inputs(dT, duT, BT, At, g, es, t0, t1, abuf, xbuf):
+    """a = exp(delta A) and x = delta u B of one tile, [n, b, s, eb]."""
+    n, batch, state = t1 - t0, BT.shape[2], BT.shape[3]
+    shape = (n, batch, state, es.stop - es.start)
+    d = dT[t0:t1, :, es].unsqueeze(2)  # [n, b, 1, eb]
+    a = torch.mul(d, At[:, es], out=_view(abuf, *shape)).exp_()
+    x = torch.mul(duT[t0:t1, :, es].unsqueeze(2), BT[t0:t1, g].unsqueeze(-1),
+                  out=_view(xbuf, *shape))
+    return a, x
+
+
+def _tile_states(a: Tensor, x: Tensor, h0: Tensor) -> None:
+    """In place: x[t] = a[t] * x[t-1] + x[t], with x[-1] = h0."""
+    av, xv = a.unbind(0), x.unbind(0)
+    torch.addcmul(xv[0], av[0], h0, out=xv[0])
+    for t in range(1, len(xv)):
+        torch.addcmul(xv[t], av[t], xv[t - 1], out=xv[t])
+
+
+def _buffers(plan, like):
+    """Flat tile buffers, reused by every tile (so they stay in cache)."""
+    size = plan.n * plan.batch * plan.state * plan.eb
+    return like.new_empty(size), like.new_empty(size)
+
+
+def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
+    """Core forward. Returns y [b, e, l], last state [b, e, s], checkpoints.
+
+    ``u``, ``delta`` [b, e, l] (delta final), ``A`` [e, s], ``B``, ``C``
+    [b, g, s, l], all in the compute dtype.
+    """
+    batch, channels, length = u.shape
+    state, groups = A.shape[1], B.shape[1]
+    plan = _Plan(batch, channels, length, state, groups, tile_elems,
+                 step_elems)
+    dT = _time_major(delta)
+    duT = _time_major(delta * u)
+    BT = B.permute(3, 1, 0, 2).contiguous()  # [l, g, b, s]
+    CT = C.permute(3, 1, 0, 2).contiguous()
+    At = A.t().contiguous()  # [s, e]
+    yT = u.new_empty(length, batch, channels)
+    last = u.new_empty(batch, state, channels)
+    ckpt = (u.new_empty(plan.num_tiles, batch, state, channels)
+            if save_states else None)
+    abuf, xbuf = _buffers(plan, u)
+    for g, es in plan.channel_blocks():
+        h = u.new_zeros(batch, state, es.stop - es.start)
+        for i, t0, t1 in plan.tiles():
+            if ckpt is not None:
+                ckpt[i, :, :, es] = h
+            a, x = _tile_inputs(dT, duT, BT, At, g, es, t0, t1, abuf, xbuf)
+            _tile_states(a, x, h)
+            h.copy_(x[-1])  # x is the reused tile buffer
+            n = t1 - t0
+            yv = torch.bmm(CT[t0:t1, g].reshape(n * batch, 1, state),
+                           x.view(n * batch, state, -1))
+            yT[t0:t1, :, es] = yv.view(n, batch, -1)
+        last[:, :, es] = h
+    return yT.permute(1, 2, 0), last.transpose(1, 2), ckpt
+
+
+def _scan_backward(u, delta, A, B, C, gy, glast, ckpt, tile_elems,
+                   step_elems):
+    batch, channels, length = u.shape
+    state, groups = A.shape[1], B.shape[1]
+    plan = _Plan(batch, channels, length, state, groups, tile_elems,
+                 step_elems)
+    dT = _time_major(delta)
+    uT = _time_major(u)
+    duT = dT * uT
+    gyT = _time_major(gy)
+    BT = B.permute(3, 1, 0, 2).contiguous()  # [l, g, b, s]
+    CT = C.permute(3, 1, 0, 2).contiguous()
+    At = A.t().contiguous()  # [s, e]
+    d_deltaT = torch.empty_like(dT)
+    d_uT = torch.empty_like(dT)
+    d_At = torch.zeros_like(At)
+    d_BT = torch.zeros_like(BT)
+    d_CT = torch.zeros_like(CT)
+    abuf, xbuf = _buffers(plan, u)
+    lbuf = torch.empty_like(xbuf)
+    tiles = list(plan.tiles())[::-1]
+    for g, es in plan.channel_blocks():
+        Ab = At[:, es]
+        # carry = a[t1] * lam[t1] from the tile after; at the end, d last
+        if glast is not None:
+            carry = glast[:, es].transpose(1, 2).contiguous()
+        else:
+            carry = u.new_zeros(batch, state, es.stop - es.start)
+        for i, t0, t1 in tiles:
+            n = t1 - t0
+            nb = n * batch
+            a, x = _tile_inputs(dT, duT, BT, At, g, es, t0, t1, abuf, xbuf)
+            _tile_states(a, x, ckpt[i, :, :, es])
+            gy_t = gyT[t0:t1, :, es]  # [n, b, eb]
+            du_t = duT[t0:t1, :, es]
+            B_t, C_t = BT[t0:t1, g], CT[t0:t1, g]  # [n, b, s]
+            eb = gy_t.shape[-1]
+            # dC[t, s] = sum_e x[t, s, e] gy[t, e]
+            d_CT[t0:t1, g] += torch.bmm(x.view(nb, state, eb),
+                                        gy_t.reshape(nb, eb, 1)).view(
+                                            n, batch, state)
+            # adjoint recurrence, backwards through the tile
+            lam = torch.mul(gy_t.unsqueeze(2), C_t.unsqueeze(-1),
+                            out=_view(lbuf, *x.shape))
+            lv, av = lam.unbind(0), a.unbind(0)
+            lv[n - 1].add_(carry)
+            for t in range(n - 2, -1, -1):
+                torch.addcmul(lv[t], av[t + 1], lv[t + 1], out=lv[t])
+            carry = av[0] * lv[0]
+            # dB[t, s] = sum_e lam delta u;  lamB[t, e] = sum_s lam B
+            d_BT[t0:t1, g] += torch.bmm(lam.view(nb, state, eb),
+                                        du_t.reshape(nb, eb, 1)).view(
+                                            n, batch, state)
+            lamB = torch.bmm(B_t.reshape(nb, 1, state),
+                             lam.view(nb, state, eb)).view(n, batch, eb)
+            # W = lam * (h - delta u B) = lam * a * h_prev
+            bu = torch.mul(du_t.unsqueeze(2), B_t.unsqueeze(-1), out=a)
+            W = x.sub_(bu).mul_(lam)
+            d_t = dT[t0:t1, :, es]
+            d_At[:, es] += torch.mul(W, d_t.unsqueeze(2), out=a).sum((0, 1))
+            dd = torch.mul(W, Ab, out=a).sum(2)  # [n, b, eb]
+            d_deltaT[t0:t1, :, es] = dd.addcmul_(uT[t0:t1, :, es], lamB)
+            d_uT[t0:t1, :, es] = lamB.mul_(d_t)
+    d_B = d_BT.permute(2, 1, 3, 0)
+    d_C = d_CT.permute(2, 1, 3, 0)
+    return (d_uT.permute(1, 2, 0), d_deltaT.permute(1, 2, 0), d_At.t(), d_B,
+            d_C)
+
+
+class _SelectiveScanFn(torch.autograd.Function):
+    """Core scan y[t] = C[t] . h[t] (no D, z, bias, softplus) + last state.
+
+    Inputs are already in the compute dtype, ``delta`` is final, ``B`` and
+    ``C`` are grouped [b, g, s, l].
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, tile_elems, step_elems):
+        save = any(ctx.needs_input_grad[:5])
+        y, last, ckpt = _scan_forward(u, delta, A, B, C, tile_elems,
+                                      step_elems, save)
+        if save:
+            ctx.save_for_backward(u, delta, A, B, C, ckpt)
+        ctx.sizes = (tile_elems, step_elems)
+        return y, last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, glast):
+        u, delta, A, B, C, ckpt = ctx.saved_tensors
+        if gy is None:
+            gy = torch.zeros_like(u)
+        grads = _scan_backward(u, delta, A, B, C, gy, glast, ckpt,
+                               *ctx.sizes)
+        return (*grads, None, None)
+
+
 def selective_scan_fast(u: Tensor,
                         delta: Tensor,
                         A: Tensor,
@@ -182,14 +419,37 @@ def selective_scan_fast(u: Tensor,
                         z: Optional[Tensor] = None,
                         delta_bias: Optional[Tensor] = None,
                         delta_softplus: bool = False,
-                        return_last_state: bool = False):
-    """Vectorised pure-PyTorch selective scan.
+                        return_last_state: bool = False,
+                        tile_elems: int = _TILE_ELEMS,
+                        step_elems: int = _STEP_ELEMS):
+    """Vectorised pure-PyTorch selective scan with bounded memory.
 
-    Temporarily the sequential reference (same results, same signature).
-    See :func:`selective_scan` for the arguments.
+    Same results as :func:`selective_scan_reference` up to fp32 round-off,
+    differentiable through a custom backward (see the notes above).
+    See :func:`selective_scan` for the arguments; additionally:
+
+    Args:
+        tile_elems (int): Values in one tile of [steps, batch, state,
+            channels]; sets the number of steps per tile. Defaults to 2**16.
+        step_elems (int): Maximum of batch * state * channels per step;
+            wider inputs are processed in blocks of channels.
+            Defaults to 2**16.
     """
-    return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias,
-                                    delta_softplus, return_last_state)
+    batch, channels, length, state = _check_inputs(u, delta, A, B, C, D, z,
+                                                   delta_bias)
+    dtype_in = u.dtype
+    dtype = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
+    delta = _prepare_delta(delta, delta_bias, delta_softplus, dtype)
+    uf = u.to(dtype)
+    Bg = _as_grouped(B.to(dtype))
+    Cg = _as_grouped(C.to(dtype))
+    if Bg.shape[1] != Cg.shape[1]:  # differently grouped: per channel
+        Bg = Bg.repeat_interleave(channels // Bg.shape[1], dim=1)
+        Cg = Cg.repeat_interleave(channels // Cg.shape[1], dim=1)
+    y, last = _SelectiveScanFn.apply(uf, delta, A.to(dtype), Bg, Cg,
+                                     tile_elems, step_elems)
+    out = _finish(y, uf, D, z, dtype_in)
+    return (out, last) if return_last_state else out
 
 
 def selective_scan(u: Tensor,

@@ -1,11 +1,14 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 from .dgl import Adapter, DGLPromptGenerator
-from .stop_inter import AttentiveInterFramePrompt, build_inter_frame_prompt
-from .stop_intra import PixelIntraFramePrompt, build_intra_frame_prompt
+from .stop_inter import (AttentiveInterFramePrompt, DynamicInterFramePrompt,
+                         build_inter_frame_prompt)
+from .stop_intra import (PixelIntraFramePrompt, TokenIntraFramePrompt,
+                         build_intra_frame_prompt)
 
 __all__ = [
     'Adapter', 'DGLPromptGenerator', 'AttentiveInterFramePrompt',
-    'PixelIntraFramePrompt', 'build_inter_frame_prompt',
+    'DynamicInterFramePrompt', 'PixelIntraFramePrompt',
+    'TokenIntraFramePrompt', 'build_inter_frame_prompt',
     'build_intra_frame_prompt'
 ]
 from .ssp import (FrameImportance, FrameSummary, IntraFrameGathering,  # noqa: E402,E501

@@ -237,6 +237,337 @@ class PixelIntraFramePrompt(nn.Module):
         return dict(frames=frames, scores=scores, mask=mask)
 
 
+def top_k_exact_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` largest entries of the last axis, exactly ``k`` of them.
+
+    Ties are broken deterministically in favour of the lower index (a
+    stable descending sort), so every row keeps exactly ``k`` entries even
+    when scores are equal (unlike :func:`top_k_strict_mask`).
+
+    Args:
+        scores (torch.Tensor): ``[..., N]`` scores.
+        k (int): Entries to keep; ``0 <= k <= N``.
+
+    Returns:
+        torch.Tensor: Boolean mask with the shape of ``scores``.
+    """
+    n = scores.shape[-1]
+    if not 0 <= k <= n:
+        raise ValueError(f'num_regions must be in [0, {n}], got {k}')
+    order = torch.sort(scores, dim=-1, descending=True, stable=True)[1]
+    mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    return mask.scatter(-1, order[..., :k], True)
+
+
+def cls_attention_map(tokens: torch.Tensor, norm: nn.Module,
+                      attn: nn.MultiheadAttention) -> torch.Tensor:
+    """Head-averaged attention of each frame's CLS token over its patches.
+
+    The paper's ``A_i = Attn(h_cls, h_i)`` (equation 2) "using the
+    self-attention module of the pre-trained model": the block's (frozen)
+    ``norm`` and the query/key part of ``attn.in_proj``; softmax over the
+    frame's ``1 + N`` keys (CLS and patches), averaged over heads, CLS entry
+    dropped.
+
+    Args:
+        tokens (torch.Tensor): Frame tokens ``[..., 1+N, D]``, CLS first.
+        norm (nn.Module): The block's pre-attention norm (``ln_1``).
+        attn (nn.MultiheadAttention): The block's attention.
+
+    Returns:
+        torch.Tensor: ``[..., N]`` attention probabilities of the patches.
+    """
+    if attn.in_proj_weight is None:
+        raise ValueError('cls_attention_map needs an attention with a packed '
+                         'in_proj_weight (same embedding size for q, k, v)')
+    x = norm(tokens)
+    D, heads = x.shape[-1], attn.num_heads
+    weight, bias = attn.in_proj_weight, attn.in_proj_bias
+    q = F.linear(x[..., :1, :], weight[:D], None if bias is None else bias[:D])
+    k = F.linear(x, weight[D:2 * D],
+                 None if bias is None else bias[D:2 * D])
+    head_dims = D // heads
+    q = q.unflatten(-1, (heads, head_dims)).transpose(-2, -3)  # [..., H, 1, d]
+    k = k.unflatten(-1, (heads, head_dims)).transpose(-2, -3)  # [..., H, 1+N, d]
+    logits = (q * head_dims**-0.5) @ k.transpose(-1, -2)  # [..., H, 1, 1+N]
+    return logits.softmax(dim=-1).mean(dim=-3)[..., 0, 1:]
+
+
+def normalize_region_scores(scores: torch.Tensor, mode: str) -> torch.Tensor:
+    """Bring a ``[..., N]`` score to a common scale along its last axis.
+
+    Args:
+        scores (torch.Tensor): Non-negative scores ``[..., N]``.
+        mode (str): ``'none'`` (unchanged), ``'minmax'`` (to ``[0, 1]`` per
+            row; constant rows map to 0) or ``'sum'`` (divided by the row
+            sum; all-zero rows stay 0).
+
+    Returns:
+        torch.Tensor: Normalised scores.
+    """
+    if mode == 'none':
+        return scores
+    if mode == 'minmax':
+        low = scores.amin(dim=-1, keepdim=True)
+        span = scores.amax(dim=-1, keepdim=True) - low
+        safe = torch.where(span > 0, span, torch.ones_like(span))
+        return torch.where(span > 0, (scores - low) / safe,
+                           torch.zeros_like(scores))
+    if mode == 'sum':
+        total = scores.sum(dim=-1, keepdim=True)
+        safe = torch.where(total > 0, total, torch.ones_like(total))
+        return scores / safe
+    raise ValueError(
+        f"score_norm must be 'none', 'minmax' or 'sum', got {mode!r}")
+
+
+class TokenPrompter(nn.Module):
+    """Token-space prompter ``P^s`` of the paper (equation 1, Figure 2b).
+
+    ``Conv3d -> ReLU -> Conv3d -> Linear -> ReLU -> Linear -> Dropout``. The
+    convolutions run on the patch tokens of a video viewed as a one-channel
+    volume over (frame, patch, channel), the layout the paper gives for its
+    3D convolutions. The first has temporal kernel ``kernel_size[0]`` (3: the
+    window ``h_{i-1}, h_i, h_{i+1}`` of equation 1, zero padded at the ends of
+    the video), the second temporal kernel 1, so each frame's prompt sees
+    exactly ``kernel_size[0]`` frames. The two linear layers mix channels per
+    token.
+
+    Args:
+        embed_dims (int): Token width ``D``.
+        hidden_channels (int): Channels between the convolutions.
+        kernel_size (Sequence[int]): First conv kernel (frame, patch,
+            channel), odd sizes.
+        mlp_channels (int): Hidden width of the linear layers.
+        dropout (float): Output dropout probability.
+    """
+
+    def __init__(self, embed_dims: int, hidden_channels: int,
+                 kernel_size: Sequence[int], mlp_channels: int,
+                 dropout: float) -> None:
+        super().__init__()
+        second = (1, ) + tuple(kernel_size[1:])
+        self.conv = nn.Sequential(
+            nn.Conv3d(1, hidden_channels, kernel_size,
+                      padding=_same_padding(kernel_size)),
+            nn.ReLU(),
+            nn.Conv3d(hidden_channels, 1, second,
+                      padding=_same_padding(second)),
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dims, mlp_channels),
+            nn.ReLU(),
+            nn.Linear(mlp_channels, embed_dims),
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """``[B, T, N, D]`` patch tokens -> prompts of the same shape."""
+        x = _run_conv_stack(self.conv, patches.unsqueeze(1)).squeeze(1)
+        return self.dropout(self.mlp(x))
+
+
+@MODELS.register_module()
+class TokenIntraFramePrompt(nn.Module):
+    """The paper's intra-frame spatial prompt, in token space (``mode='paper'``).
+
+    Equations 1-7 of STOP (spec ``stop.md`` section 1.3), applied to the patch
+    tokens ``h`` ``[B, T, N, D]`` just before the attention of every layer in
+    ``layers``:
+
+    * ``A`` (eq. 2): :func:`cls_attention_map` with that layer's frozen
+      ``ln_1`` and attention (CLS query over the frame's CLS and patch keys,
+      softmax, head average, patch entries kept). In the DGL token layout the
+      frame's real attention also sees prompt tokens; ``A`` deliberately uses
+      only the frame's own ``1 + N`` tokens, as the paper defines it.
+    * ``M`` (eqs. 3-4): mean over channels of the square of ``N^s(h)``, a
+      trainable ``Conv3d(1->1)`` over the (frame, patch, channel) volume.
+    * ``W^s = alpha*norm(A) + (1-alpha)*norm(M)`` (eq. 5); ``score_norm``
+      resolves the open point of their different scales (``A`` is a
+      probability, ``M`` an unbounded mean square).
+    * ``r``: exactly ``num_regions`` patches per frame, the top-k of ``W^s``
+      with ties going to the lower patch index (eq. 6).
+    * ``h^s = h + r * prompt_scale * P^s(h)`` (eqs. 1, 7), only on the selected
+      patch tokens; :class:`TokenPrompter` is ``P^s``.
+
+    The mask is a hard top-k, so taken literally ``N^s`` would never receive
+    a gradient (the official code's scorer has the same problem).
+    ``region_grad='straight_through'`` keeps the forward values exactly but
+    back-propagates through ``r`` as if it were ``W^s``
+    (``r = hard + W^s - stopgrad(W^s)``), which trains ``N^s`` through the
+    prompts' effect on the loss. The score path reads detached tokens, so
+    this gradient reaches ``N^s`` only.
+
+    Args:
+        embed_dims (int): Token width ``D``.
+        num_patches (int): Patch tokens per frame ``N``.
+        num_layers (int): Depth of the encoder (to check ``layers``).
+        layers (Sequence[int], optional): Layers whose input is prompted.
+            Defaults to None: every layer (Figure 2, "xL").
+        share_across_layers (bool): One ``N^s`` and ``P^s`` for all layers
+            (the paper counts "two 3D convolutional layers ... and two
+            prompters") or one pair per prompted layer. Defaults to True.
+        num_regions (int): Patches prompted per frame ``N_s``. Defaults to 6.
+        alpha (float): Weight of ``A`` in the region score. Defaults to 0.4.
+        score_norm (str): Normalisation of ``A`` and ``M`` over the patches
+            of each frame before mixing: ``'minmax'`` (each to ``[0, 1]``),
+            ``'sum'`` (each divided by its sum) or ``'none'`` (raw, the paper
+            as written). Defaults to ``'minmax'``.
+        region_grad (str): ``'straight_through'`` or ``'none'`` (literal hard
+            mask; ``N^s`` gets no gradient). Defaults to
+            ``'straight_through'``.
+        hidden_channels (int): Channels between the prompter convolutions.
+            Defaults to 8.
+        kernel_size (Sequence[int]): Prompter first-conv kernel (frame, patch,
+            channel). Defaults to ``(3, 3, 3)``.
+        mlp_channels (int, optional): Hidden width of the prompter's linear
+            layers. Defaults to ``embed_dims // 4``.
+        scorer_kernel_size (Sequence[int]): Kernel of ``N^s``. Defaults to
+            ``(3, 3, 3)``.
+        dropout (float): Prompter output dropout. Defaults to 0.1.
+        prompt_scale (float): Factor on the prompts (the paper has none).
+            Defaults to 1.0.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_patches: int,
+                 num_layers: int,
+                 layers: Optional[Sequence[int]] = None,
+                 share_across_layers: bool = True,
+                 num_regions: int = 6,
+                 alpha: float = 0.4,
+                 score_norm: str = 'minmax',
+                 region_grad: str = 'straight_through',
+                 hidden_channels: int = 8,
+                 kernel_size: Sequence[int] = (3, 3, 3),
+                 mlp_channels: Optional[int] = None,
+                 scorer_kernel_size: Sequence[int] = (3, 3, 3),
+                 dropout: float = 0.1,
+                 prompt_scale: float = 1.0) -> None:
+        super().__init__()
+        if layers is None:
+            layers = range(num_layers)
+        layers = sorted(set(int(i) for i in layers))
+        if not layers or layers[0] < 0 or layers[-1] >= num_layers:
+            raise ValueError(
+                f'intra_prompt layers must be a non-empty subset of '
+                f'[0, {num_layers - 1}], got {layers}')
+        if not 0 <= num_regions <= num_patches:
+            raise ValueError(f'num_regions must be in [0, {num_patches}], '
+                             f'got {num_regions}')
+        if not 0. <= alpha <= 1.:
+            raise ValueError(f'alpha must be in [0, 1], got {alpha}')
+        if score_norm not in ('none', 'minmax', 'sum'):
+            raise ValueError("score_norm must be 'none', 'minmax' or 'sum', "
+                             f'got {score_norm!r}')
+        if region_grad not in ('straight_through', 'none'):
+            raise ValueError("region_grad must be 'straight_through' or "
+                             f"'none', got {region_grad!r}")
+        if len(kernel_size) != 3 or len(scorer_kernel_size) != 3:
+            raise ValueError('kernel_size and scorer_kernel_size must have 3 '
+                             f'entries, got {kernel_size}, {scorer_kernel_size}')
+        self.embed_dims = embed_dims
+        self.num_patches = num_patches
+        self.layers = tuple(layers)
+        self.share_across_layers = share_across_layers
+        self.num_regions = num_regions
+        self.alpha = alpha
+        self.score_norm = score_norm
+        self.region_grad = region_grad
+        self.prompt_scale = prompt_scale
+        n_modules = 1 if share_across_layers else len(self.layers)
+        self._module_index = {
+            layer: 0 if share_across_layers else i
+            for i, layer in enumerate(self.layers)
+        }
+        pad = _same_padding(scorer_kernel_size)
+        self.scorers = nn.ModuleList(
+            nn.Conv3d(1, 1, scorer_kernel_size, padding=pad)
+            for _ in range(n_modules))
+        _same_padding(kernel_size)
+        self.prompters = nn.ModuleList(
+            TokenPrompter(embed_dims, hidden_channels, kernel_size,
+                          mlp_channels or max(1, embed_dims // 4), dropout)
+            for _ in range(n_modules))
+
+    def applies_to(self, layer: int) -> bool:
+        """Whether the input of ``layer`` is prompted."""
+        return layer in self._module_index
+
+    def region_scores(self, tokens: torch.Tensor, layer: int,
+                      norm: Optional[nn.Module] = None,
+                      attn: Optional[nn.MultiheadAttention] = None
+                      ) -> Dict[str, torch.Tensor]:
+        """``A``, ``M`` and ``W^s`` (``[B, T, N]`` each) for ``tokens``."""
+        scorer = self.scorers[self._module_index[layer]]
+        tokens = tokens.detach()
+        h = conv3d_same(tokens[:, :, 1:].unsqueeze(1), scorer.weight,
+                        scorer.bias, scorer.padding).squeeze(1)
+        dynamics = h.pow(2).mean(dim=-1)
+        if self.alpha > 0:
+            if norm is None or attn is None:
+                raise ValueError(
+                    'TokenIntraFramePrompt with alpha > 0 needs the layer\'s '
+                    'norm and attention to compute the CLS attention map')
+            with torch.no_grad():
+                attn_map = cls_attention_map(tokens, norm, attn)
+        else:
+            attn_map = torch.zeros_like(dynamics)
+        scores = self.alpha * normalize_region_scores(
+            attn_map, self.score_norm) + (1 - self.alpha) * \
+            normalize_region_scores(dynamics, self.score_norm)
+        return dict(attn_map=attn_map, dynamics=dynamics, scores=scores)
+
+    def forward(self,
+                tokens: torch.Tensor,
+                layer: int,
+                norm: Optional[nn.Module] = None,
+                attn: Optional[nn.MultiheadAttention] = None
+                ) -> Dict[str, torch.Tensor]:
+        """Prompt the discriminative patch tokens of every frame.
+
+        Args:
+            tokens (torch.Tensor): Frame tokens ``[B, T, 1+N, D]`` (CLS first)
+                at the input of ``layer``.
+            layer (int): Layer index (one of ``layers``).
+            norm (nn.Module, optional): That layer's frozen ``ln_1``.
+            attn (nn.MultiheadAttention, optional): That layer's frozen
+                attention. ``norm`` and ``attn`` are needed when ``alpha > 0``.
+
+        Returns:
+            dict: ``tokens`` (prompted, same shape), ``mask`` (boolean region
+            mask ``[B, T, N]``), ``scores`` (``W^s``), ``attn_map`` (``A``),
+            ``dynamics`` (``M``) and ``prompts`` (``P^s`` output, scaled,
+            before masking), all ``[B, T, N(, D)]``.
+        """
+        if tokens.dim() != 4 or tokens.shape[2] != self.num_patches + 1 or \
+                tokens.shape[3] != self.embed_dims:
+            raise ValueError(
+                f'{type(self).__name__} expects tokens [B, T, '
+                f'{self.num_patches + 1}, {self.embed_dims}] (CLS first), got '
+                f'{list(tokens.shape)}')
+        if not self.applies_to(layer):
+            raise ValueError(f'layer {layer} is not in the prompted layers '
+                             f'{list(self.layers)}')
+        out = self.region_scores(tokens, layer, norm, attn)
+        scores = out['scores']
+        mask = top_k_exact_mask(scores.detach(), self.num_regions)
+        r = mask.to(tokens.dtype)
+        if self.region_grad == 'straight_through':
+            # forward value stays exactly the hard mask
+            r = r + (scores - scores.detach())
+        patches = tokens[:, :, 1:]
+        prompts = self.prompters[self._module_index[layer]](patches)
+        prompts = prompts * self.prompt_scale
+        patches = patches + r[..., None] * prompts
+        out.update(
+            tokens=torch.cat([tokens[:, :, :1], patches], dim=2),
+            mask=mask,
+            prompts=prompts)
+        return out
+
+
 def build_intra_frame_prompt(cfg: Optional[dict], **defaults) -> Optional[nn.Module]:
     """Build the intra prompt from ``dict(mode=..., **options)``.
 

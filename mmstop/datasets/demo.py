@@ -13,10 +13,11 @@ Layout written under ``root``::
 
     videos/train_0000.mp4 ...   # cv2 'mp4v', ``num_frames`` frames each
     videos/val_0000.mp4 ...
-    train.txt, val.txt          # MMAction2 VideoDataset lists: ``name.mp4 label``
+    train.txt, val.txt          # VideoDataset lists: ``name.mp4 label``
     classnames.txt              # one human-readable class name per line
     captions_train.json         # [{"filename": "train_0000.mp4",
-    captions_val.json           #   "captions": ["a red square moving up", ...]}]
+    captions_val.json           #   "captions": ["a red square moving up",
+                                #                ...]}, ...]
 
 Paths in the lists and caption files are relative to ``videos/`` (use it as
 ``data_prefix=dict(video=...)``). Everything is drawn from
@@ -108,9 +109,9 @@ def _render_clip(motion: str, shape: str, colour: Sequence[int],
         frame = np.clip(frame, 0, 255).astype(np.uint8)
         half = s / 2
         if shape == 'square':
-            cv2.rectangle(frame, (int(round(cx - half)), int(round(cy - half))),
-                          (int(round(cx + half)), int(round(cy + half))), bgr,
-                          -1)
+            top_left = (int(round(cx - half)), int(round(cy - half)))
+            bottom_right = (int(round(cx + half)), int(round(cy + half)))
+            cv2.rectangle(frame, top_left, bottom_right, bgr, -1)
         else:
             cv2.circle(frame, (int(round(cx)), int(round(cy))),
                        max(int(round(half)), 1), bgr, -1, cv2.LINE_AA)
@@ -165,9 +166,9 @@ def _check_decodable(path: str, num_frames: int) -> None:
     except Exception as exc:
         cause = f'{type(exc).__name__}: {str(exc).splitlines()[0][:200]}'
         raise RuntimeError(
-            f'decord cannot decode the generated {path} ({cause}); decord 0.6.0 '
-            'fails on some frame widths (16, 24, 48, 72, ...): choose '
-            'another size, e.g. 64') from exc
+            f'decord cannot decode the generated {path} ({cause}); '
+            'decord 0.6.0 fails on some frame widths (16, 24, 48, 72, ...): '
+            'choose another size, e.g. 64') from exc
 
 
 def generate_demo_dataset(root: str,

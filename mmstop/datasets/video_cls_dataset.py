@@ -228,7 +228,8 @@ class VideoClsDataset(VideoDataset):
                 dict(filename=filename, label=label, ann_line=lineno))
         if missing:
             shown = '; '.join(f'line {n}: {path}' for n, path in missing[:5])
-            more = f' (and {len(missing) - 5} more)' if len(missing) > 5 else ''
+            more = (f' (and {len(missing) - 5} more)'
+                    if len(missing) > 5 else '')
             raise FileNotFoundError(
                 f'{self.ann_file}: {len(missing)} video file(s) listed but '
                 f'not found: {shown}{more}')

@@ -82,7 +82,8 @@ def test_class_names_from_metainfo(demo, tmp_path):
     ds = build(demo, ann, metainfo=dict(classes=('a', 'b')))
     assert ds.num_classes == 2
     ann = write_ann(tmp_path, 'train_0000.mp4 2\n')
-    with pytest.raises(AnnotationError, match=r"0\.\.1 \(metainfo\['classes'\]\)"):
+    with pytest.raises(AnnotationError,
+                       match=r"0\.\.1 \(metainfo\['classes'\]\)"):
         build(demo, ann, metainfo=dict(classes=('a', 'b')))
 
 

@@ -116,12 +116,14 @@ def test_train_amp(train_tool, monkeypatch):
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
     cfg = base_cfg()
     cfg.optim_wrapper.type = 'MyWrapper'
-    with pytest.raises(SystemExit, match="custom optim_wrapper type 'MyWrapper'"):
+    with pytest.raises(SystemExit,
+                       match="custom optim_wrapper type 'MyWrapper'"):
         train_cfg(train_tool, '--amp', cfg=cfg)
 
 
 def test_train_missing_config(train_tool, tmp_path):
-    with pytest.raises(SystemExit, match='config file .*nope.py does not exist'):
+    with pytest.raises(SystemExit,
+                       match='config file .*nope.py does not exist'):
         train_tool.main([str(tmp_path / 'nope.py')])
 
 
@@ -159,6 +161,8 @@ def test_generate_demo_cli(tmp_path, capsys):
     assert out['classes'] == ('moving up', 'moving down')
     assert 'wrote 2 train + 2 val videos' in capsys.readouterr().out
     with open(osp.join(tmp_path, 'train.txt')) as f:
-        assert f.read().splitlines() == ['train_0000.mp4 0', 'train_0001.mp4 1']
+        assert f.read().splitlines() == [
+            'train_0000.mp4 0', 'train_0001.mp4 1'
+        ]
     with pytest.raises(SystemExit):
         cli.main([str(tmp_path), '--size', '1', '2', '3'])

@@ -30,7 +30,8 @@ def parse_args(argv=None):
         help=f'motion classes, at most {len(DEMO_CLASSES)} (default: 4)')
     parser.add_argument(
         '--train-per-class', type=int, default=4, help='default: 4')
-    parser.add_argument('--val-per-class', type=int, default=2, help='default: 2')
+    parser.add_argument(
+        '--val-per-class', type=int, default=2, help='default: 2')
     parser.add_argument(
         '--num-frames', type=int, default=16, help='default: 16')
     parser.add_argument(
@@ -49,7 +50,10 @@ def parse_args(argv=None):
         help="'class': colour and shape fixed per class; 'random': only the "
         "motion tells classes apart (default: class)")
     parser.add_argument(
-        '--noise', type=float, default=8.0, help='pixel noise std (default: 8)')
+        '--noise',
+        type=float,
+        default=8.0,
+        help='pixel noise std (default: 8)')
     args = parser.parse_args(argv)
     if len(args.size) not in (1, 2):
         parser.error('--size takes one value (S) or two (W H)')

@@ -24,6 +24,21 @@ Video path (``encode_video``; spec ``stop.md`` sections 2.1-2.8), for frames
 6. ``pool``: the first global token (official), the mean of the global
    tokens, or the mean of the frame CLS tokens, after ``ln_post`` and ``proj``.
 
+The paper modes (no official code, no reference numbers) plug into the same
+loop through two hook points:
+
+* ``intra_prompt=dict(mode='paper')`` (:class:`TokenIntraFramePrompt`)
+  replaces step 1: before the attention of each prompted layer the
+  discriminative patch tokens of every frame get a token-space prompt
+  (equations 2-7). Its layer-0 output and region mask feed step 3.
+* ``inter_prompt=dict(mode='paper')`` (:class:`DynamicInterFramePrompt`)
+  replaces step 3: a dynamic number of tokens per frame (equations 8-12),
+  computed once from the layer-0 (intra-prompted) tokens, sits in
+  ``max_prompts`` extra slots of each frame, ``[CLS, local prompts, inter
+  slots, patches]``, re-inserted before every layer like the local prompts.
+  Unused slots are masked as attention keys (for the frame's and the global
+  tokens' attention), so they never influence a real token.
+
 Text path (``encode_text``, section 2.9): ``[SOT, prefix prompts, tokens,
 postfix prompts]`` with positional embeddings added before the prompts are
 inserted, prompts replaced before every layer ``l >= 1``, causal mask,
@@ -42,8 +57,10 @@ from ..clip import (build_open_clip, load_clip_state_dict,
                     read_clip_checkpoint)
 from ..clip.builder import resolve_clip_arch
 from ..prompts.dgl import Adapter, DGLPromptGenerator
-from ..prompts.stop_inter import build_inter_frame_prompt
-from ..prompts.stop_intra import build_intra_frame_prompt
+from ..prompts.stop_inter import (DynamicInterFramePrompt,
+                                  build_inter_frame_prompt)
+from ..prompts.stop_intra import (PixelIntraFramePrompt, TokenIntraFramePrompt,
+                                  build_intra_frame_prompt)
 
 #: Name fragments of the parameters that train; everything else (both CLIP
 #: towers, ``logit_scale``) is frozen.
@@ -78,10 +95,15 @@ class STOPCLIP(BaseModule):
             them. Defaults to True.
         intra_prompt (dict, optional): ``dict(mode='official'|'paper',
             **options)`` for the intra-frame spatial prompt, ``None`` to
-            disable. Defaults to ``dict(mode='official')``.
+            disable; the options are those of
+            :class:`PixelIntraFramePrompt` (official) or
+            :class:`TokenIntraFramePrompt` (paper), sizes filled in by the
+            backbone. Defaults to ``dict(mode='official')``.
         inter_prompt (dict, optional): ``dict(mode='official'|'paper',
             **options)`` for the inter-frame temporal prompt, ``None`` to
-            disable. Defaults to ``dict(mode='official')``.
+            disable; options of :class:`AttentiveInterFramePrompt` or
+            :class:`DynamicInterFramePrompt`. Either mode combines with any
+            intra mode. Defaults to ``dict(mode='official')``.
         adapter (dict, optional): ``dict(hidden_dims=32, scale=0.1)`` for the
             adapters of all CLIP blocks, ``None`` to disable. Defaults to
             ``dict(hidden_dims=32, scale=0.1)``.
@@ -161,7 +183,8 @@ class STOPCLIP(BaseModule):
 
         self.intra_prompt = build_intra_frame_prompt(
             intra_prompt, image_size=self.image_size,
-            patch_size=self.patch_size)
+            patch_size=self.patch_size, embed_dims=self.vision_width,
+            num_patches=self.num_patches, num_layers=a['vision_layers'])
         self.inter_prompt = build_inter_frame_prompt(
             inter_prompt, embed_dims=self.vision_width,
             num_patches=self.num_patches, num_prompts=num_local_prompts,
@@ -222,14 +245,17 @@ class STOPCLIP(BaseModule):
             out = out + self.adapter_scale * adapter(x)
         return out
 
-    def _visual_block(self, index: int, g: torch.Tensor,
-                      f: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _visual_block(self, index: int, g: torch.Tensor, f: torch.Tensor,
+                      key_padding: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One frozen ViT block with DGL's global/local attention.
 
         ``g``: global tokens ``[B, G, D]``; ``f``: frame tokens
         ``[B, T, S, D]``. Frame tokens attend to ``[their video's global
         tokens; their frame]``; global tokens attend to ``[global tokens; all
-        frame tokens of the video]``.
+        frame tokens of the video]``. ``key_padding``: optional boolean key
+        masks (True = ignored) of the frame and the global attention, from
+        :meth:`_key_padding_masks`.
         """
         block = self.clip.visual.transformer.resblocks[index]
         B, T, S, D = f.shape
@@ -239,9 +265,12 @@ class STOPCLIP(BaseModule):
         q_f = f_ln.reshape(B * T, S, D)
         kv_f = torch.cat(
             [g_ln[:, None].expand(B, T, G, D).reshape(B * T, G, D), q_f], dim=1)
-        out_f = block.attn(q_f, kv_f, kv_f, need_weights=False)[0]
+        mask_f, mask_g = key_padding if key_padding is not None else (None, None)
+        out_f = block.attn(q_f, kv_f, kv_f, need_weights=False,
+                           key_padding_mask=mask_f)[0]
         kv_g = torch.cat([g_ln, f_ln.reshape(B, T * S, D)], dim=1)
-        out_g = block.attn(g_ln, kv_g, kv_g, need_weights=False)[0]
+        out_g = block.attn(g_ln, kv_g, kv_g, need_weights=False,
+                           key_padding_mask=mask_g)[0]
         g = g + block.ls_1(out_g)
         f = f + block.ls_1(out_f.reshape(B, T, S, D))
         adapter = None if self.visual_adapters is None else self.visual_adapters[index]
@@ -295,7 +324,15 @@ class STOPCLIP(BaseModule):
                 :meth:`prompt_generator` (``[layers, n, D]``); computed if
                 omitted.
             return_intermediates (bool): Also return a dict of intermediate
-                tensors. Defaults to False.
+                tensors. Defaults to False. Besides the official ones
+                (``h0``, ``VP``, ``mask``, ``w``, ``inter_prompt``, per-layer
+                global/CLS tokens, ...), a paper-mode intra prompt adds
+                ``intra_{mask,scores,attn_map,dynamics}_layers``
+                (``[prompted layers, B, T, N]``; ``mask`` is then the layer-0
+                region mask as ``[B, T, G, G]``), and a paper-mode inter
+                prompt ``inter_counts`` ``[B, T]``, ``inter_padding``
+                ``[B, T, max_prompts]`` (True = padded slot) and
+                ``inter_prompt`` ``[B, T, max_prompts, D]``.
 
         Returns:
             torch.Tensor | tuple: Video features ``[B, embed_dims]`` (and the
@@ -305,7 +342,7 @@ class STOPCLIP(BaseModule):
         B, T = frames.shape[:2]
         inter: Dict[str, torch.Tensor] = {}
         region_mask = None
-        if self.intra_prompt is not None:
+        if isinstance(self.intra_prompt, PixelIntraFramePrompt):
             out = self.intra_prompt(frames)
             frames, region_mask = out['frames'], out['mask']
             inter.update(prompted_pixels=frames, mask_pooled=out['scores'],
@@ -315,7 +352,88 @@ class STOPCLIP(BaseModule):
         if visual_prompts is None:
             visual_prompts = self.prompt_generator()[1]
         inter['VP'] = visual_prompts
-        n_layers, P, D = visual_prompts.shape[0], self.num_local_prompts, self.vision_width
+        intra_trace: List[Dict[str, torch.Tensor]] = []
+
+        g = self.global_prompts.to(h0.dtype).expand(B, -1, -1)
+        # frame tokens [B, T, 1 + K + N, D]: CLS, K prompt slots, patches
+        f, K, slots, key_padding = h0, 0, None, None
+        globals_, cls_ = [], []
+        for index in range(len(self.clip.visual.transformer.resblocks)):
+            cls, patches = f[:, :, :1], f[:, :, 1 + K:]
+            if self._token_intra_at(index):
+                patches = self._token_intra(index, cls, patches, intra_trace)
+            if index == 0:
+                # prompt slots of every layer, from the layer-0 tokens
+                if intra_trace:
+                    region_mask = intra_trace[0]['mask']
+                slots, key_padding = self._prompt_slots(
+                    torch.cat([cls, patches], dim=2), region_mask,
+                    visual_prompts, inter)
+                K = slots.shape[3]
+            f = torch.cat([cls, slots[index], patches], dim=2)
+            g, f = self._visual_block(index, g, f, key_padding)
+            if return_intermediates:
+                globals_.append(g)
+                cls_.append(f[:, :, 0])
+        feature = self._pool(g, f)
+        if not return_intermediates:
+            return feature
+        if intra_trace:
+            for key in ('mask', 'scores', 'attn_map', 'dynamics'):
+                inter[f'intra_{key}_layers'] = torch.stack(
+                    [t[key] for t in intra_trace])
+            if self.intra_prompt.applies_to(0):
+                inter['mask'] = intra_trace[0]['mask'].reshape(
+                    B, T, self.grid_size, self.grid_size)
+        inter.update(vis_global_layers=torch.stack(globals_),
+                     vis_cls_layers=torch.stack(cls_), video_feature=feature)
+        return feature, inter
+
+    # hook points of the prompt modules ---------------------------------
+    def _token_intra_at(self, index: int) -> bool:
+        """Whether the paper-mode intra prompt acts before layer ``index``."""
+        return isinstance(self.intra_prompt, TokenIntraFramePrompt) and \
+            self.intra_prompt.applies_to(index)
+
+    def _token_intra(self, index: int, cls: torch.Tensor,
+                     patches: torch.Tensor,
+                     trace: List[Dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Paper-mode intra prompt at the input of layer ``index``.
+
+        Uses the layer's frozen ``ln_1`` and attention for the CLS attention
+        map; returns the prompted patches ``[B, T, N, D]`` and appends the
+        module's outputs to ``trace``.
+        """
+        block = self.clip.visual.transformer.resblocks[index]
+        out = self.intra_prompt(torch.cat([cls, patches], dim=2), index,
+                                norm=block.ln_1, attn=block.attn)
+        trace.append(out)
+        return out['tokens'][:, :, 1:]
+
+    def _prompt_slots(self, tokens: torch.Tensor,
+                      region_mask: Optional[torch.Tensor],
+                      visual_prompts: torch.Tensor,
+                      inter: Dict[str, torch.Tensor]
+                      ) -> Tuple[torch.Tensor, Optional[Tuple[torch.Tensor,
+                                                               torch.Tensor]]]:
+        """Prompt-slot tokens of every layer and the attention key masks.
+
+        Args:
+            tokens (torch.Tensor): Layer-0 frame tokens ``[B, T, 1+N, D]``
+                (after a paper-mode intra prompt, if any).
+            region_mask (torch.Tensor, optional): Intra region mask.
+            visual_prompts (torch.Tensor): DGL local prompts
+                ``[layers, n, D]``.
+            inter (dict): Intermediates, updated in place.
+
+        Returns:
+            tuple: slots ``[layers, B, T, K, D]`` (the local prompts, plus
+            the official inter prompts added to them or the paper-mode inter
+            slots after them) and the key masks for :meth:`_visual_block`
+            (``None`` unless some slots are padding).
+        """
+        B, T, _, D = tokens.shape
+        n_layers, P = visual_prompts.shape[0], self.num_local_prompts
         # local prompts per layer: [layers, 1|B, T, P, D]
         local = visual_prompts.reshape(n_layers, 1, -1, P, D)
         if local.shape[2] == 1:
@@ -323,29 +441,38 @@ class STOPCLIP(BaseModule):
         elif local.shape[2] != T:
             raise ValueError(
                 f'visual prompts cover {local.shape[2]} frames, video has {T}')
-        if self.inter_prompt is not None:
-            out = self.inter_prompt(h0, region_mask)
-            inter.update(inter_attn=out['attn'], w_raw=out['w_raw'],
-                         w=out['w'], inter_prompt=out['prompts'])
+        if self.inter_prompt is None:
+            return local.expand(n_layers, B, T, P, D), None
+        out = self.inter_prompt(tokens, region_mask)
+        inter.update(w_raw=out['w_raw'], w=out['w'],
+                     inter_prompt=out['prompts'])
+        if not isinstance(self.inter_prompt, DynamicInterFramePrompt):
+            inter['inter_attn'] = out['attn']
             local = local + out['prompts'][None]
-        local = local.expand(n_layers, B, T, P, D)
+            return local.expand(n_layers, B, T, P, D), None
+        inter.update(inter_counts=out['counts'],
+                     inter_padding=out['padding_mask'])
+        M = out['prompts'].shape[2]
+        slots = torch.cat([
+            local.expand(n_layers, B, T, P, D),
+            out['prompts'][None].expand(n_layers, B, T, M, D)
+        ], dim=3)
+        pad = out['padding_mask']
+        keep = pad.new_zeros(B, T, 1 + P)
+        frame_pad = torch.cat(
+            [keep, pad, pad.new_zeros(B, T, tokens.shape[2] - 1)], dim=2)
+        return slots, self._key_padding_masks(frame_pad)
 
-        g = self.global_prompts.to(h0.dtype).expand(B, -1, -1)
-        f = torch.cat([h0[:, :, :1], local[0], h0[:, :, 1:]], dim=2)
-        globals_, cls_ = [], []
-        for index in range(len(self.clip.visual.transformer.resblocks)):
-            if index > 0:
-                f = torch.cat([f[:, :, :1], local[index], f[:, :, 1 + P:]], dim=2)
-            g, f = self._visual_block(index, g, f)
-            if return_intermediates:
-                globals_.append(g)
-                cls_.append(f[:, :, 0])
-        feature = self._pool(g, f)
-        if not return_intermediates:
-            return feature
-        inter.update(vis_global_layers=torch.stack(globals_),
-                     vis_cls_layers=torch.stack(cls_), video_feature=feature)
-        return feature, inter
+    def _key_padding_masks(self, frame_pad: torch.Tensor
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Key masks of the frame and global attention from ``[B, T, S]``."""
+        B, T, S = frame_pad.shape
+        G = self.num_global_prompts
+        glob = frame_pad.new_zeros(B, G)
+        mask_f = torch.cat([glob[:, None].expand(B, T, G), frame_pad],
+                           dim=2).reshape(B * T, G + S)
+        mask_g = torch.cat([glob, frame_pad.reshape(B, T * S)], dim=1)
+        return mask_f, mask_g
 
     def _pool(self, g: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         visual = self.clip.visual

@@ -14,6 +14,17 @@ TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools',
                 'model_converters', 'ssp_official_to_mmstop.py')
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """One intra-op thread: these models are many small ops, and on the
+    shared 2-core machine 2 OpenMP threads stall when the other core is busy
+    (this file: ~5x slower). Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tool_main(*argv):
     return runpy.run_path(TOOL, run_name='not_main')['main'](list(argv))
 

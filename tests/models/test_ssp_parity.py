@@ -249,7 +249,8 @@ def reference_forward(sd, video, grid, num_prompts=3, tubelet=1, heads=8,
         hidden = hidden.clone()
         patches = torch.stack(
             [hidden[:, base(t):base(t) + n] for t in range(t_len)], 1)
-        a = patches @ p['inner_prompt.fc1.weight'].T + p['inner_prompt.fc1.bias']
+        a = (patches @ p['inner_prompt.fc1.weight'].T +
+             p['inner_prompt.fc1.bias'])
         ca = a.shape[-1]
         g = F.conv3d(
             a.reshape(b, t_len, gh, gw, ca).permute(0, 4, 1, 2, 3),
@@ -274,9 +275,11 @@ def reference_forward(sd, video, grid, num_prompts=3, tubelet=1, heads=8,
                 1 + p[f'dynamic_scales.{layer - 1}'] * w[..., None])
             for i in range(n_prompts):
                 pre = f'prompt_attentions.{i}.'
-                down = q @ p[pre + 'down_proj.weight'].T + p[pre + 'down_proj.bias']
+                down = (q @ p[pre + 'down_proj.weight'].T +
+                        p[pre + 'down_proj.bias'])
                 att = _ref_attention(p, pre + 'attention.', down, heads)
-                up = att @ p[pre + 'up_proj.weight'].T + p[pre + 'up_proj.bias']
+                up = (att @ p[pre + 'up_proj.weight'].T +
+                      p[pre + 'up_proj.bias'])
                 slot = up * p[pre + 'scale'] * inter
                 for t in range(t_len):
                     hidden[:, base(t) + n + i] = slot[:, t]
@@ -376,7 +379,8 @@ def test_reference_matches_golden(ssp_parity_dir, ssp_weights):
     """The float64 re-derivation reproduces the official model (a)."""
     g, sd, video = load_golden(ssp_parity_dir, ssp_weights, GOLDEN[0])
     grid = (g['config']['img_size'] // 16, ) * 2
-    ref = reference_forward(sd, video, grid, num_prompts=g['config']['ours_num'])
+    ref = reference_forward(sd, video, grid,
+                            num_prompts=g['config']['ours_num'])
     for k in ('logits', 'features', 'entropy_weights'):
         assert_close(ref[k], g[k], k)
     single = torch.cat([

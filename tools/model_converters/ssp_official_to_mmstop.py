@@ -16,7 +16,7 @@ a linear head with ``fc_cls``, e.g. ``TimeSformerHead``)::
     cls_token, pos_embed, layers.*, norm_f.* ...  -> backbone.<key>
     inner_prompt.*, prompt_attentions.*, dynamic_scales.*
                                                  -> backbone.ssp.<key>
-    head.weight / head.bias                      -> cls_head.fc_cls.weight / bias
+    head.weight / head.bias                -> cls_head.fc_cls.weight / bias
 
 Any other key is an error (name it with ``--ignore-prefix`` to drop it).
 ``DST`` is written as ``{'state_dict': ..., 'meta': ...}`` for MMEngine's

@@ -65,7 +65,7 @@ class BiMambaMixer(nn.Module):
     [batch, d_inner, length]::
 
         xc = SiLU(causal_depthwise_conv1d(x))        # K - 1 zeros on the left
-        dt, B, C = split(x_proj(xc))                 # dt_rank, d_state, d_state
+        dt, B, C = split(x_proj(xc))      # sizes dt_rank, d_state, d_state
         dt = dt_proj.weight @ dt                     # bias enters the scan
         y = selective_scan(xc, dt, -exp(A_log), B, C, D, z,
                            delta_bias=dt_proj.bias, delta_softplus=True)
@@ -217,7 +217,8 @@ class MambaBlock(nn.Module):
         self.residual_in_fp32 = residual_in_fp32
         self.mixer = BiMambaMixer(embed_dims, **mixer_kwargs)
         self.norm = RMSNorm(embed_dims, eps=norm_eps)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = (DropPath(drop_path)
+                          if drop_path > 0 else nn.Identity())
 
     def forward(self, hidden: Tensor,
                 residual: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:

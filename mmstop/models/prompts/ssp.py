@@ -74,7 +74,7 @@ class FrameSummary(nn.Module):
         nn.init.zeros_(self.heads.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Frame vectors of ``x`` [B, T, h, w, Ca] (channels last) -> [B, T, C].
+        """Frame vectors [B, T, C] of ``x`` [B, T, h, w, Ca] (channels last).
         """
         if tuple(x.shape[2:4]) != self.grid_size:
             raise ValueError(
@@ -86,7 +86,8 @@ class FrameSummary(nn.Module):
         # Depthwise conv with a full-grid kernel == per-channel weighted sum.
         weight = self.convs.weight.reshape(ca, h * w)
         summary = torch.einsum('btnc,cn->btc', x.reshape(b, t, h * w, ca),
-                               weight.to(x.dtype)) + self.convs.bias.to(x.dtype)
+                               weight.to(x.dtype))
+        summary = summary + self.convs.bias.to(x.dtype)
         return self.heads(summary)
 
 

@@ -91,7 +91,8 @@ def test_keys_match_official_table(ssp_parity_dir, arch):
     with torch.device('meta'):
         model = VideoMamba(
             arch=arch, img_size=c['img_size'], num_frames=c['num_frames'],
-            ssp=dict(num_prompts=c['ours_num'], hidden_dims=c['ours_inner_dim'],
+            ssp=dict(num_prompts=c['ours_num'],
+                     hidden_dims=c['ours_inner_dim'],
                      attn_dims=c['ours_attn_dim']))
     ours = [(k[4:] if k.startswith('ssp.') else k, tuple(v.shape))
             for k, v in model.state_dict().items()]
@@ -132,7 +133,8 @@ def test_token_layout():
     n, p = 6, 2
     assert seq.shape == (2, 1 + 3 * (n + p), 32)
     torch.testing.assert_close(
-        seq[:, 0], (model.cls_token + model.pos_embed[:, 0]).expand(2, 1, -1)[:, 0])
+        seq[:, 0],
+        (model.cls_token[0] + model.pos_embed[:, 0]).expand(2, -1))
     for t in range(3):
         base = 1 + t * (n + p)
         for row in range(2):

@@ -196,7 +196,7 @@ def test_head_skipped_or_loaded_in_recognizer(tmp_path, ssp_weights):
 
 
 def test_recognizer_init_weights_uses_pretrained(tmp_path, ssp_weights):
-    """The OpenMMLab flow: backbone init_cfg Pretrained, model.init_weights()."""
+    """OpenMMLab flow: backbone init_cfg Pretrained + model.init_weights()."""
     sd = published(ssp_weights, VIDEO)
     path = tmp_path / 'vid.pth'
     torch.save(sd, path)

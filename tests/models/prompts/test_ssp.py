@@ -153,8 +153,8 @@ def test_gradients_and_detach_points():
     out = ssp(tokens, layer_idx=1)
     # the frame vector sees G detached: it trains only inner_prompt.inter
     _, frame = ssp.inner_prompt(tokens[:, :, :6])
-    grads = torch.autograd.grad(frame.sum(), list(ssp.inner_prompt.parameters()),
-                                allow_unused=True)
+    grads = torch.autograd.grad(
+        frame.sum(), list(ssp.inner_prompt.parameters()), allow_unused=True)
     names = [n for n, _ in ssp.inner_prompt.named_parameters()]
     for n, g in zip(names, grads):
         if n.startswith('inter.'):

@@ -356,7 +356,7 @@ class STOPCLIP(BaseModule):
 
         g = self.global_prompts.to(h0.dtype).expand(B, -1, -1)
         # frame tokens [B, T, 1 + K + N, D]: CLS, K prompt slots, patches
-        f, K, slots, key_padding = h0, 0, None, None
+        f, K = h0, 0
         globals_, cls_ = [], []
         for index in range(len(self.clip.visual.transformer.resblocks)):
             cls, patches = f[:, :, :1], f[:, :, 1 + K:]
@@ -366,11 +366,12 @@ class STOPCLIP(BaseModule):
                 # prompt slots of every layer, from the layer-0 tokens
                 if intra_trace:
                     region_mask = intra_trace[0]['mask']
-                slots, key_padding = self._prompt_slots(
+                local, extra, key_padding = self._prompt_slots(
                     torch.cat([cls, patches], dim=2), region_mask,
                     visual_prompts, inter)
-                K = slots.shape[3]
-            f = torch.cat([cls, slots[index], patches], dim=2)
+                extra = [] if extra is None else [extra]
+                K = local.shape[3] + sum(t.shape[2] for t in extra)
+            f = torch.cat([cls, local[index], *extra, patches], dim=2)
             g, f = self._visual_block(index, g, f, key_padding)
             if return_intermediates:
                 globals_.append(g)
@@ -414,8 +415,8 @@ class STOPCLIP(BaseModule):
                       region_mask: Optional[torch.Tensor],
                       visual_prompts: torch.Tensor,
                       inter: Dict[str, torch.Tensor]
-                      ) -> Tuple[torch.Tensor, Optional[Tuple[torch.Tensor,
-                                                               torch.Tensor]]]:
+                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor],
+                                 Optional[Tuple[torch.Tensor, torch.Tensor]]]:
         """Prompt-slot tokens of every layer and the attention key masks.
 
         Args:
@@ -427,9 +428,10 @@ class STOPCLIP(BaseModule):
             inter (dict): Intermediates, updated in place.
 
         Returns:
-            tuple: slots ``[layers, B, T, K, D]`` (the local prompts, plus
-            the official inter prompts added to them or the paper-mode inter
-            slots after them) and the key masks for :meth:`_visual_block`
+            tuple: the local prompts of every layer ``[layers, B, T, P, D]``
+            (official inter prompts already added), the paper-mode inter
+            slots ``[B, T, max_prompts, D]`` that follow them in every layer
+            (or ``None``), and the key masks for :meth:`_visual_block`
             (``None`` unless some slots are padding).
         """
         B, T, _, D = tokens.shape
@@ -442,26 +444,22 @@ class STOPCLIP(BaseModule):
             raise ValueError(
                 f'visual prompts cover {local.shape[2]} frames, video has {T}')
         if self.inter_prompt is None:
-            return local.expand(n_layers, B, T, P, D), None
+            return local.expand(n_layers, B, T, P, D), None, None
         out = self.inter_prompt(tokens, region_mask)
         inter.update(w_raw=out['w_raw'], w=out['w'],
                      inter_prompt=out['prompts'])
         if not isinstance(self.inter_prompt, DynamicInterFramePrompt):
             inter['inter_attn'] = out['attn']
             local = local + out['prompts'][None]
-            return local.expand(n_layers, B, T, P, D), None
+            return local.expand(n_layers, B, T, P, D), None, None
         inter.update(inter_counts=out['counts'],
                      inter_padding=out['padding_mask'])
-        M = out['prompts'].shape[2]
-        slots = torch.cat([
-            local.expand(n_layers, B, T, P, D),
-            out['prompts'][None].expand(n_layers, B, T, M, D)
-        ], dim=3)
         pad = out['padding_mask']
         keep = pad.new_zeros(B, T, 1 + P)
         frame_pad = torch.cat(
             [keep, pad, pad.new_zeros(B, T, tokens.shape[2] - 1)], dim=2)
-        return slots, self._key_padding_masks(frame_pad)
+        return (local.expand(n_layers, B, T, P, D), out['prompts'],
+                self._key_padding_masks(frame_pad))
 
     def _key_padding_masks(self, frame_pad: torch.Tensor
                            ) -> Tuple[torch.Tensor, torch.Tensor]:

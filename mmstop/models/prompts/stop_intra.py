@@ -485,7 +485,6 @@ class TokenIntraFramePrompt(nn.Module):
         self.scorers = nn.ModuleList(
             nn.Conv3d(1, 1, scorer_kernel_size, padding=pad)
             for _ in range(n_modules))
-        _same_padding(kernel_size)
         self.prompters = nn.ModuleList(
             TokenPrompter(embed_dims, hidden_channels, kernel_size,
                           mlp_channels or max(1, embed_dims // 4), dropout)

@@ -268,6 +268,17 @@ def test_trainable_set(ssp, freeze, expected):
     assert names == want
 
 
+@pytest.mark.parametrize('arch,ssp_params', [('tiny', 1_384_154),
+                                              ('small', 1_901_210),
+                                              ('middle', 2_418_274)])
+def test_trainable_count_paper_setting(arch, ssp_params):
+    """224 x 224, 8 frames, P = 3: SSP ("2.41M" for middle) + norm_f."""
+    with torch.device('meta'):
+        model = VideoMamba(arch=arch, ssp=dict())
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert n == ssp_params + model.embed_dims
+
+
 def test_ssp_at_init_equals_plain_backbone_with_zero_slots():
     """Spec §3.6: at init every prompt is exactly zero, so the SSP model is
     the plain backbone run on a sequence with P zero tokens per frame. The

@@ -160,15 +160,20 @@ def selective_scan_reference(u: Tensor,
         Cg = Cg.repeat_interleave(channels // Cg.shape[1], dim=1)
 
     delta_a = torch.exp(delta.unsqueeze(-1) * Af[:, None, :])  # [b, e, l, s]
-    delta_b_u = ((delta * uf).view(batch, groups, hpg, length, 1) *
-                 Bg.transpose(2, 3).unsqueeze(2)).view(
+    delta_b_u = ((delta * uf).reshape(batch, groups, hpg, length, 1) *
+                 Bg.transpose(2, 3).unsqueeze(2)).reshape(
                      batch, channels, length, state)  # [b, e, l, s]
+    # unbind (rather than indexing [:, :, t] in the loop) gives the same
+    # views, but autograd then stacks the per-step gradients once instead
+    # of scattering each step into a fresh [b, e, l, s] zero tensor.
+    a_steps, bu_steps = delta_a.unbind(2), delta_b_u.unbind(2)
+    c_steps = Cg.unbind(3)  # [b, g, s] per step
     h = uf.new_zeros((batch, channels, state))
     ys = []
     for t in range(length):
-        h = delta_a[:, :, t] * h + delta_b_u[:, :, t]
-        y_t = torch.einsum('bghs,bgs->bgh', h.view(batch, groups, hpg, state),
-                           Cg[..., t])
+        h = a_steps[t] * h + bu_steps[t]
+        y_t = torch.einsum('bghs,bgs->bgh',
+                           h.view(batch, groups, hpg, state), c_steps[t])
         ys.append(y_t.reshape(batch, channels))
     y = torch.stack(ys, dim=2)  # [b, e, l]
     out = _finish(y, uf, D, z, dtype_in)
@@ -214,7 +219,12 @@ _STEP_ELEMS = 1 << 16  # at most this many values in one step's [b, s, e]
 
 
 class _Plan:
-    """Tile sizes for one call."""
+    """Tile sizes and per-tile views for one call.
+
+    Per-tile views are made once per channel block with ``split`` (one call
+    for all tiles), because at these sizes Python-side slicing costs about
+    as much as the arithmetic.
+    """
 
     def __init__(self, batch, channels, length, state, groups, tile_elems,
                  step_elems):
@@ -224,6 +234,7 @@ class _Plan:
         per_channel = batch * state
         self.eb = max(1, min(self.hpg, step_elems // per_channel))
         self.n = max(1, min(length, tile_elems // (per_channel * self.eb)))
+        self.num_tiles = -(-length // self.n)
 
     def channel_blocks(self):
         """Yield (group, channel slice)."""
@@ -232,14 +243,25 @@ class _Plan:
                 e1 = min(self.hpg, e0 + self.eb)
                 yield g, slice(g * self.hpg + e0, g * self.hpg + e1)
 
-    def tiles(self):
-        """Yield (index, t0, t1)."""
-        for i, t0 in enumerate(range(0, self.length, self.n)):
-            yield i, t0, min(self.length, t0 + self.n)
+    def split(self, x: Tensor, per_step: int = 1):
+        """Tiles of a time-major tensor (``per_step`` rows per step)."""
+        return x.split(self.n * per_step, 0)
 
-    @property
-    def num_tiles(self):
-        return -(-self.length // self.n)
+    def buffer(self, like: Tensor, eb: int, extra_steps: int = 0):
+        """Reused tile buffer [n + extra, b, s, eb] and its prefix views.
+
+        Returns ``views`` with views[i] the buffer for tile i.
+        """
+        full = self.n + extra_steps
+        flat = like.new_empty(full * self.batch * self.state * eb)
+        n_last = self.length - (self.num_tiles - 1) * self.n + extra_steps
+
+        def view(steps):
+            return flat[:steps * self.batch * self.state * eb].view(
+                steps, self.batch, self.state, eb)
+
+        full_view, last_view = view(full), view(n_last)
+        return [full_view] * (self.num_tiles - 1) + [last_view]
 
 
 def _time_major(x: Tensor) -> Tensor:
@@ -247,34 +269,9 @@ def _time_major(x: Tensor) -> Tensor:
     return x.permute(2, 0, 1).contiguous()
 
 
-def _view(buf: Tensor, *shape) -> Tensor:
-    """The first prod(shape) values of a flat buffer, as ``shape``."""
-    return buf[:math.prod(shape)].view(shape)
-
-
-def _tile_inputs(dT, duT, BT, At, g, es, t0, t1, abuf, xbuf):
-    """a = exp(delta A) and x = delta u B of one tile, [n, b, s, eb]."""
-    n, batch, state = t1 - t0, BT.shape[2], BT.shape[3]
-    shape = (n, batch, state, es.stop - es.start)
-    d = dT[t0:t1, :, es].unsqueeze(2)  # [n, b, 1, eb]
-    a = torch.mul(d, At[:, es], out=_view(abuf, *shape)).exp_()
-    x = torch.mul(duT[t0:t1, :, es].unsqueeze(2), BT[t0:t1, g].unsqueeze(-1),
-                  out=_view(xbuf, *shape))
-    return a, x
-
-
-def _tile_states(a: Tensor, x: Tensor, h0: Tensor) -> None:
-    """In place: x[t] = a[t] * x[t-1] + x[t], with x[-1] = h0."""
-    av, xv = a.unbind(0), x.unbind(0)
-    torch.addcmul(xv[0], av[0], h0, out=xv[0])
-    for t in range(1, len(xv)):
-        torch.addcmul(xv[t], av[t], xv[t - 1], out=xv[t])
-
-
-def _buffers(plan, like):
-    """Flat tile buffers, reused by every tile (so they stay in cache)."""
-    size = plan.n * plan.batch * plan.state * plan.eb
-    return like.new_empty(size), like.new_empty(size)
+def _group_major(M: Tensor) -> Tensor:
+    """B or C [b, g, s, l] -> contiguous [g, l, b, s]."""
+    return M.permute(1, 3, 0, 2).contiguous()
 
 
 def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
@@ -287,30 +284,42 @@ def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
     state, groups = A.shape[1], B.shape[1]
     plan = _Plan(batch, channels, length, state, groups, tile_elems,
                  step_elems)
-    dT = _time_major(delta)
+    dT = _time_major(delta)  # [l, b, e]
     duT = _time_major(delta * u)
-    BT = B.permute(3, 1, 0, 2).contiguous()  # [l, g, b, s]
-    CT = C.permute(3, 1, 0, 2).contiguous()
+    BG, CG = _group_major(B), _group_major(C)  # [g, l, b, s]
     At = A.t().contiguous()  # [s, e]
     yT = u.new_empty(length, batch, channels)
     last = u.new_empty(batch, state, channels)
     ckpt = (u.new_empty(plan.num_tiles, batch, state, channels)
             if save_states else None)
-    abuf, xbuf = _buffers(plan, u)
     for g, es in plan.channel_blocks():
-        h = u.new_zeros(batch, state, es.stop - es.start)
-        for i, t0, t1 in plan.tiles():
-            if ckpt is not None:
-                ckpt[i, :, :, es] = h
-            a, x = _tile_inputs(dT, duT, BT, At, g, es, t0, t1, abuf, xbuf)
-            _tile_states(a, x, h)
-            h.copy_(x[-1])  # x is the reused tile buffer
-            n = t1 - t0
-            yv = torch.bmm(CT[t0:t1, g].reshape(n * batch, 1, state),
-                           x.view(n * batch, state, -1))
-            yT[t0:t1, :, es] = yv.view(n, batch, -1)
+        eb = es.stop - es.start
+        Ab = At[:, es]
+        d_t = plan.split(dT[:, :, es].unsqueeze(2))  # [n, b, 1, eb]
+        du_t = plan.split(duT[:, :, es].unsqueeze(2))
+        B_t = plan.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
+        C_t = plan.split(CG[g].view(length * batch, 1, state), batch)
+        y_t = plan.split(yT[:, :, es].reshape(length * batch, 1, eb), batch)
+        ck_t = ckpt[:, :, :, es].unbind(0) if ckpt is not None else None
+        a_b = plan.buffer(u, eb)
+        x_b = (plan.buffer(u, eb), plan.buffer(u, eb))  # ping-pong
+        h = u.new_zeros(batch, state, eb)
+        for i in range(plan.num_tiles):
+            if ck_t is not None:
+                ck_t[i].copy_(h)
+            a = torch.mul(d_t[i], Ab, out=a_b[i]).exp_()
+            x = torch.mul(du_t[i], B_t[i], out=x_b[i % 2][i])
+            av, xv = a.unbind(0), x.unbind(0)
+            torch.addcmul(xv[0], av[0], h, out=xv[0])
+            for t in range(1, len(xv)):
+                torch.addcmul(xv[t], av[t], xv[t - 1], out=xv[t])
+            h = xv[-1]  # valid until the buffer after next is written
+            y_i = y_t[i]
+            torch.bmm(C_t[i], x.view(y_i.shape[0], state, eb), out=y_i)
         last[:, :, es] = h
-    return yT.permute(1, 2, 0), last.transpose(1, 2), ckpt
+    if yT.shape[-1] != channels:  # pragma: no cover
+        raise AssertionError
+    return (yT.permute(1, 2, 0).contiguous(), last.transpose(1, 2), ckpt)
 
 
 def _scan_backward(u, delta, A, B, C, gy, glast, ckpt, tile_elems,
@@ -319,67 +328,81 @@ def _scan_backward(u, delta, A, B, C, gy, glast, ckpt, tile_elems,
     state, groups = A.shape[1], B.shape[1]
     plan = _Plan(batch, channels, length, state, groups, tile_elems,
                  step_elems)
-    dT = _time_major(delta)
+    dT = _time_major(delta)  # [l, b, e]
     uT = _time_major(u)
     duT = dT * uT
     gyT = _time_major(gy)
-    BT = B.permute(3, 1, 0, 2).contiguous()  # [l, g, b, s]
-    CT = C.permute(3, 1, 0, 2).contiguous()
+    BG, CG = _group_major(B), _group_major(C)  # [g, l, b, s]
     At = A.t().contiguous()  # [s, e]
     d_deltaT = torch.empty_like(dT)
     d_uT = torch.empty_like(dT)
-    d_At = torch.zeros_like(At)
-    d_BT = torch.zeros_like(BT)
-    d_CT = torch.zeros_like(CT)
-    abuf, xbuf = _buffers(plan, u)
-    lbuf = torch.empty_like(xbuf)
-    tiles = list(plan.tiles())[::-1]
+    d_At = torch.empty_like(At)
+    d_BG = torch.zeros_like(BG)
+    d_CG = torch.zeros_like(CG)
+    lb = length * batch
+    rev = range(plan.num_tiles - 1, -1, -1)
     for g, es in plan.channel_blocks():
+        eb = es.stop - es.start
         Ab = At[:, es]
-        # carry = a[t1] * lam[t1] from the tile after; at the end, d last
+        d_t = plan.split(dT[:, :, es].unsqueeze(2))  # [n, b, 1, eb]
+        du_t = plan.split(duT[:, :, es].unsqueeze(2))
+        du_m = plan.split(duT[:, :, es].reshape(lb, eb, 1), batch)
+        gy_t = plan.split(gyT[:, :, es].unsqueeze(2))
+        gy_m = plan.split(gyT[:, :, es].reshape(lb, eb, 1), batch)
+        u_t = plan.split(uT[:, :, es])  # [n, b, eb]
+        dd_t = plan.split(d_deltaT[:, :, es])
+        du_out = plan.split(d_uT[:, :, es])
+        B_t = plan.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
+        B_m = plan.split(BG[g].view(lb, 1, state), batch)
+        C_t = plan.split(CG[g].unsqueeze(-1))
+        dB_m = plan.split(d_BG[g].view(lb, state, 1), batch)
+        dC_m = plan.split(d_CG[g].view(lb, state, 1), batch)
+        ck_t = ckpt[:, :, :, es].unbind(0)
+        a_b = plan.buffer(u, eb)
+        xe_b = plan.buffer(u, eb, extra_steps=1)  # [h0, states...]
+        l_b = plan.buffer(u, eb)
+        acc_b = plan.buffer(u, eb)  # sum over tiles of W * delta
+        acc_b[0].zero_()
+        # carry = exp(delta[t1] A) * lam[t1] from the next tile (d last
+        # state for the last tile)
         if glast is not None:
             carry = glast[:, es].transpose(1, 2).contiguous()
         else:
-            carry = u.new_zeros(batch, state, es.stop - es.start)
-        for i, t0, t1 in tiles:
-            n = t1 - t0
+            carry = u.new_zeros(batch, state, eb)
+        for i in rev:
+            a = torch.mul(d_t[i], Ab, out=a_b[i]).exp_()
+            xe = xe_b[i]
+            n = xe.shape[0] - 1
             nb = n * batch
-            a, x = _tile_inputs(dT, duT, BT, At, g, es, t0, t1, abuf, xbuf)
-            _tile_states(a, x, ckpt[i, :, :, es])
-            gy_t = gyT[t0:t1, :, es]  # [n, b, eb]
-            du_t = duT[t0:t1, :, es]
-            B_t, C_t = BT[t0:t1, g], CT[t0:t1, g]  # [n, b, s]
-            eb = gy_t.shape[-1]
-            # dC[t, s] = sum_e x[t, s, e] gy[t, e]
-            d_CT[t0:t1, g] += torch.bmm(x.view(nb, state, eb),
-                                        gy_t.reshape(nb, eb, 1)).view(
-                                            n, batch, state)
-            # adjoint recurrence, backwards through the tile
-            lam = torch.mul(gy_t.unsqueeze(2), C_t.unsqueeze(-1),
-                            out=_view(lbuf, *x.shape))
-            lv, av = lam.unbind(0), a.unbind(0)
+            xe[0].copy_(ck_t[i])
+            x = torch.mul(du_t[i], B_t[i], out=xe[1:])
+            av, xv = a.unbind(0), xe.unbind(0)
+            for t in range(n):
+                torch.addcmul(xv[t + 1], av[t], xv[t], out=xv[t + 1])
+            # dC[t, s] += sum_e h[t, s, e] gy[t, e]
+            dC_m[i].baddbmm_(x.view(nb, state, eb), gy_m[i])
+            # adjoint: lam[t] = C[t] gy[t] + a[t+1] lam[t+1]
+            lam = torch.mul(gy_t[i], C_t[i], out=l_b[i])
+            lv = lam.unbind(0)
             lv[n - 1].add_(carry)
             for t in range(n - 2, -1, -1):
                 torch.addcmul(lv[t], av[t + 1], lv[t + 1], out=lv[t])
             carry = av[0] * lv[0]
-            # dB[t, s] = sum_e lam delta u;  lamB[t, e] = sum_s lam B
-            d_BT[t0:t1, g] += torch.bmm(lam.view(nb, state, eb),
-                                        du_t.reshape(nb, eb, 1)).view(
-                                            n, batch, state)
-            lamB = torch.bmm(B_t.reshape(nb, 1, state),
-                             lam.view(nb, state, eb)).view(n, batch, eb)
-            # W = lam * (h - delta u B) = lam * a * h_prev
-            bu = torch.mul(du_t.unsqueeze(2), B_t.unsqueeze(-1), out=a)
-            W = x.sub_(bu).mul_(lam)
-            d_t = dT[t0:t1, :, es]
-            d_At[:, es] += torch.mul(W, d_t.unsqueeze(2), out=a).sum((0, 1))
-            dd = torch.mul(W, Ab, out=a).sum(2)  # [n, b, eb]
-            d_deltaT[t0:t1, :, es] = dd.addcmul_(uT[t0:t1, :, es], lamB)
-            d_uT[t0:t1, :, es] = lamB.mul_(d_t)
-    d_B = d_BT.permute(2, 1, 3, 0)
-    d_C = d_CT.permute(2, 1, 3, 0)
-    return (d_uT.permute(1, 2, 0), d_deltaT.permute(1, 2, 0), d_At.t(), d_B,
-            d_C)
+            # dB[t, s] += sum_e lam delta u;  lamB[t, e] = sum_s lam B
+            lam_m = lam.view(nb, state, eb)
+            dB_m[i].baddbmm_(lam_m, du_m[i])
+            lamB = torch.bmm(B_m[i], lam_m).view(n, batch, eb)
+            # W = lam * d h / d a = lam * a * h_prev
+            W = torch.mul(a, xe[:n], out=a).mul_(lam)
+            acc_b[i].addcmul_(W, d_t[i])
+            dd = torch.sum(W.mul_(Ab), 2, out=dd_t[i])  # sum_s W A
+            dd.addcmul_(u_t[i], lamB)
+            torch.mul(lamB, d_t[i].squeeze(2), out=du_out[i])
+        d_At[:, es] = acc_b[0].sum((0, 1))
+    d_B = d_BG.permute(2, 0, 3, 1)
+    d_C = d_CG.permute(2, 0, 3, 1)
+    return (d_uT.permute(1, 2, 0).contiguous(),
+            d_deltaT.permute(1, 2, 0).contiguous(), d_At.t(), d_B, d_C)
 
 
 class _SelectiveScanFn(torch.autograd.Function):

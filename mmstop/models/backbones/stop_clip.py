@@ -245,9 +245,10 @@ class STOPCLIP(BaseModule):
             out = out + self.adapter_scale * adapter(x)
         return out
 
-    def _visual_block(self, index: int, g: torch.Tensor, f: torch.Tensor,
-                      key_padding: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _visual_block(
+            self, index: int, g: torch.Tensor, f: torch.Tensor,
+            key_padding: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One frozen ViT block with DGL's global/local attention.
 
         ``g``: global tokens ``[B, G, D]``; ``f``: frame tokens
@@ -265,7 +266,7 @@ class STOPCLIP(BaseModule):
         q_f = f_ln.reshape(B * T, S, D)
         kv_f = torch.cat(
             [g_ln[:, None].expand(B, T, G, D).reshape(B * T, G, D), q_f], dim=1)
-        mask_f, mask_g = key_padding if key_padding is not None else (None, None)
+        mask_f, mask_g = (None, None) if key_padding is None else key_padding
         out_f = block.attn(q_f, kv_f, kv_f, need_weights=False,
                            key_padding_mask=mask_f)[0]
         kv_g = torch.cat([g_ln, f_ln.reshape(B, T * S, D)], dim=1)

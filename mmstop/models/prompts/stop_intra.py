@@ -288,7 +288,8 @@ def cls_attention_map(tokens: torch.Tensor, norm: nn.Module,
                  None if bias is None else bias[D:2 * D])
     head_dims = D // heads
     q = q.unflatten(-1, (heads, head_dims)).transpose(-2, -3)  # [..., H, 1, d]
-    k = k.unflatten(-1, (heads, head_dims)).transpose(-2, -3)  # [..., H, 1+N, d]
+    # [..., H, 1+N, d]
+    k = k.unflatten(-1, (heads, head_dims)).transpose(-2, -3)
     logits = (q * head_dims**-0.5) @ k.transpose(-1, -2)  # [..., H, 1, 1+N]
     return logits.softmax(dim=-1).mean(dim=-3)[..., 0, 1:]
 
@@ -369,7 +370,7 @@ class TokenPrompter(nn.Module):
 
 @MODELS.register_module()
 class TokenIntraFramePrompt(nn.Module):
-    """The paper's intra-frame spatial prompt, in token space (``mode='paper'``).
+    """The paper's intra-frame spatial prompt on tokens (``mode='paper'``).
 
     Equations 1-7 of STOP (spec ``stop.md`` section 1.3), applied to the patch
     tokens ``h`` ``[B, T, N, D]`` just before the attention of every layer in
@@ -465,8 +466,9 @@ class TokenIntraFramePrompt(nn.Module):
             raise ValueError("region_grad must be 'straight_through' or "
                              f"'none', got {region_grad!r}")
         if len(kernel_size) != 3 or len(scorer_kernel_size) != 3:
-            raise ValueError('kernel_size and scorer_kernel_size must have 3 '
-                             f'entries, got {kernel_size}, {scorer_kernel_size}')
+            raise ValueError(
+                'kernel_size and scorer_kernel_size must have 3 entries, got '
+                f'{kernel_size}, {scorer_kernel_size}')
         self.embed_dims = embed_dims
         self.num_patches = num_patches
         self.layers = tuple(layers)

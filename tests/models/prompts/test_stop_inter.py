@@ -1,5 +1,5 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""Inter-frame temporal prompts: official attentive mode and paper dynamic mode."""
+"""Inter-frame temporal prompts: official (attentive) and paper (dynamic)."""
 import math
 
 import pytest
@@ -92,7 +92,7 @@ def test_official_region_mask_weights_scores():
 # paper mode
 # ---------------------------------------------------------------------------
 def step_video(deltas, B=1):
-    """Tokens whose patches jump by ``deltas[i]`` (every entry) at frame i+1."""
+    """Tokens whose patch entries all jump by ``deltas[i]`` at frame i+1."""
     levels = torch.cat([torch.zeros(1), torch.tensor(deltas).cumsum(0)])
     tokens = torch.zeros(B, len(levels), 1 + N, D)
     tokens[:, :, 1:] = levels[None, :, None, None]

@@ -178,8 +178,8 @@ def test_token_prompt_temporal_window_is_three_frames():
     moved = patches.clone()
     moved[:, 3] += 1.
     diff = (prompter(moved) - prompter(patches)).abs().flatten(2).amax(-1)
-    assert (diff[0, 2:5] > 0).all()
-    assert (diff[0, [0, 1, 5]] == 0).all()
+    # outside the window only round-off (conv3d_same may use FFTs)
+    assert diff[0, [0, 1, 5]].max() < 1e-4 * diff[0, 2:5].min()
 
 
 @pytest.mark.parametrize('region_grad', ['none', 'straight_through'])

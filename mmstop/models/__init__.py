@@ -1,2 +1,8 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-from . import backbones, heads, ops, prompts, recognizers, similarity  # noqa: F401,E501
+from . import (backbones, converters, heads, ops, prompts, recognizers,  # noqa: F401
+               similarity)
+from .backbones import STOPCLIP
+from .heads import TextClassifierHead
+from .recognizers import STOPRecognizer
+
+__all__ = ['STOPCLIP', 'STOPRecognizer', 'TextClassifierHead']

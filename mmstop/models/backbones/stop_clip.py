@@ -577,6 +577,14 @@ class STOPCLIP(BaseModule):
         out['logit_scale_exp'] = scale
         return out
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Alias of :meth:`encode_video` (backbone-style call)."""
-        return self.encode_video(frames)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """MMAction2 backbone entry: clips ``[N, C, T, H, W]`` -> ``[N, D]``.
+
+        The ``NCTHW`` layout is what MMAction2's ``FormatShape('NCTHW')`` and
+        ``Recognizer3D`` produce; :meth:`encode_video` takes ``[B, T, C, H, W]``.
+        """
+        if inputs.dim() != 5:
+            raise ValueError(
+                f'STOPCLIP.forward expects clips [N, C, T, H, W], got '
+                f'{list(inputs.shape)}')
+        return self.encode_video(inputs.transpose(1, 2))

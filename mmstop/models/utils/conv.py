@@ -29,7 +29,10 @@ def _conv3d_fft(x: torch.Tensor, weight: torch.Tensor,
     fx = torch.fft.rfftn(x, s=size, dim=(2, 3, 4))
     # correlation = convolution with the flipped kernel
     fw = torch.fft.rfftn(weight.flip(2, 3, 4), s=size, dim=(2, 3, 4))
-    fy = torch.einsum('bi...,oi...->bo...', fx, fw)
+    # channel mixing per output channel: einsum/bmm on complex tensors runs
+    # one tiny GEMM per frequency on CPU (10k+ calls)
+    fy = torch.stack([(fx * fw[o]).sum(dim=1) for o in range(fw.shape[0])],
+                     dim=1)
     y = torch.fft.irfftn(fy, s=size, dim=(2, 3, 4))
     kt, kh, kw = kernel
     y = y[:, :, kt - 1:x.shape[2], kh - 1:x.shape[3], kw - 1:x.shape[4]]
@@ -42,14 +45,23 @@ def conv3d_same(x: torch.Tensor,
                 weight: torch.Tensor,
                 bias: Optional[torch.Tensor],
                 padding: Sequence[int]) -> torch.Tensor:
-    """Stride-1 ``F.conv3d`` that stays fast and small in float64 on CPU.
+    """Stride-1 3D convolution with a CPU backend chosen for speed.
 
-    PyTorch has no mkldnn kernel for float64 Conv3d on CPU; its fallback
-    builds one im2col buffer for the whole volume (more than 12 GB for STOP's
-    inter-frame convolution at 4 frames) and runs a skinny GEMM at a few
-    GFLOP/s. For float64 CPU tensors the correlation is therefore computed
-    with real FFTs: the same mathematics, exact to about 1e-15 relative in
-    float64. Every other dtype/device uses ``F.conv3d`` directly.
+    STOP's prompt modules use few channels and large kernels (up to
+    ``3 x 15 x 25``). On CPU, PyTorch's Conv3d handles these badly: float64
+    has no mkldnn kernel and falls back to one im2col buffer for the whole
+    volume (more than 12 GB for the inter-frame convolution at 4 frames), and
+    mkldnn's float32 *backward* is 10-60x slower than its forward here
+    (``tools/analysis/benchmark_conv.py``). So, on CPU:
+
+    * float64, or float32 when a backward pass will follow (grad mode on and
+      an input requiring grad): the correlation is computed with real FFTs,
+      the same mathematics up to round-off (about 1e-15 relative in float64,
+      1e-6 in float32);
+    * float32 inference: ``F.conv3d`` (mkldnn), the backend of the official
+      code, so eval outputs match it to its own rounding.
+
+    On other devices ``F.conv3d`` is always used.
 
     Args:
         x (torch.Tensor): Input of shape ``[B, C_in, T, H, W]``.
@@ -60,6 +72,9 @@ def conv3d_same(x: torch.Tensor,
     Returns:
         torch.Tensor: ``[B, C_out, T', H', W']``.
     """
-    if x.dtype == torch.float64 and x.device.type == 'cpu':
-        return _conv3d_fft(x, weight, bias, padding)
+    if x.device.type == 'cpu':
+        needs_backward = torch.is_grad_enabled() and (
+            x.requires_grad or weight.requires_grad)
+        if x.dtype == torch.float64 or needs_backward:
+            return _conv3d_fft(x, weight, bias, padding)
     return F.conv3d(x, weight, bias, padding=tuple(padding))

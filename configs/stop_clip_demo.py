@@ -1,0 +1,80 @@
+# Built-in demo: STOP (official mode) on a tiny random CLIP, trained and
+# tested on the synthetic dataset that mmstop generates itself
+# (``python tools/data/generate_demo_dataset.py data/demo``, or
+# ``python tools/run_demo.py`` which does everything). No downloads; a few
+# minutes on 2 CPU cores.
+_base_ = ['./stop_clip_ucf101.py']
+
+num_frames = 8
+image_size = 32
+data_root = 'data/demo/videos'
+classnames_file = 'data/demo/classnames.txt'
+
+model = dict(
+    backbone=dict(
+        # 2-layer random CLIP of width 64, patch 8 at 32x32 (4x4 patches)
+        arch=dict(
+            _delete_=True, base='tiny', image_size=image_size, patch_size=8),
+        num_frames=num_frames,
+        # the official 11x11 pixel kernels cost more than this tiny CLIP
+        intra_prompt=dict(kernel_size=(3, 5, 5), scorer_kernel_size=(3, 5, 5)),
+        pretrained=None),
+    cls_head=dict(class_names=classnames_file, in_channels=64))
+
+train_pipeline = [
+    dict(type='DecordInit', io_backend='disk'),
+    dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=False),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs')
+]
+val_pipeline = [
+    dict(type='DecordInit', io_backend='disk'),
+    dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs')
+]
+# two temporal views per video, class probabilities averaged
+test_pipeline = [
+    dict(type='DecordInit', io_backend='disk'),
+    dict(type='UniformSample', clip_len=num_frames, num_clips=2,
+         test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs')
+]
+dataset = dict(
+    data_prefix=dict(video=data_root), classnames_file=classnames_file)
+train_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(ann_file='data/demo/train.txt', pipeline=train_pipeline,
+                 **dataset))
+val_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(ann_file='data/demo/val.txt', pipeline=val_pipeline,
+                 **dataset))
+test_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(ann_file='data/demo/val.txt', pipeline=test_pipeline,
+                 **dataset))
+
+max_epochs = 5
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+optim_wrapper = dict(optimizer=dict(lr=5e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-5, by_epoch=True, begin=0,
+         end=0.1 * max_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-8, by_epoch=True,
+         begin=0.1 * max_epochs, end=max_epochs, T_max=0.9 * max_epochs,
+         convert_to_iter_based=True),
+]
+default_hooks = dict(
+    logger=dict(interval=4),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1, save_best=None))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)
+work_dir = './work_dirs/stop_clip_demo'

@@ -1,0 +1,121 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""STOPRecognizer: text-encoder classifier, caching, frozen set, multi-view."""
+import pytest
+import torch
+from mmaction.structures import ActionDataSample
+from mmengine.registry import init_default_scope
+
+from mmstop.registry import MODELS
+
+NUM_FRAMES = 4
+CLASSES = ['moving up', 'moving down', 'growing']
+
+
+def tiny_recognizer(**head):
+    init_default_scope('mmaction')
+    cfg = dict(
+        type='STOPRecognizer',
+        backbone=dict(
+            type='STOPCLIP',
+            arch=dict(base='tiny', image_size=32, patch_size=8),
+            num_frames=NUM_FRAMES,
+            intra_prompt=dict(kernel_size=(3, 3, 3),
+                              scorer_kernel_size=(3, 3, 3)),
+            inter_prompt=dict(normalize='video', kernel_size=(3, 3, 3),
+                              scorer_kernel_size=(3, 3, 3))),
+        cls_head=dict(type='TextClassifierHead', class_names=CLASSES,
+                      in_channels=64, **head),
+        data_preprocessor=dict(type='ActionDataPreprocessor',
+                               format_shape='NCTHW'))
+    torch.manual_seed(0)
+    return MODELS.build(cfg)
+
+
+def samples(n):
+    return [ActionDataSample().set_gt_label(torch.tensor(i % len(CLASSES)))
+            for i in range(n)]
+
+
+def clips(n, views=1):
+    torch.manual_seed(1)
+    return torch.randn(n, views, 3, NUM_FRAMES, 32, 32)
+
+
+def test_loss_trains_only_prompts_and_adapters():
+    model = tiny_recognizer()
+    model.train()
+    losses = model.loss(clips(2), samples(2))
+    assert set(losses) >= {'loss_cls', 'top1_acc'}
+    losses['loss_cls'].backward()
+    for name, p in model.named_parameters():
+        frozen = name.startswith('backbone.clip.')
+        assert p.requires_grad is not frozen, name
+        if frozen:
+            assert p.grad is None, name
+    grads = {n for n, p in model.named_parameters() if p.grad is not None
+             and p.grad.abs().sum() > 0}
+    # the text side trains through the class embeddings
+    assert any(n.startswith('backbone.text_adapters.') for n in grads)
+    assert any(n.startswith('backbone.prompt_generator.') for n in grads)
+    assert any(n.startswith('backbone.intra_prompt.generator') for n in grads)
+
+
+def test_logits_are_cosine_over_temperature():
+    model = tiny_recognizer(tau=0.05)
+    model.eval()
+    with torch.no_grad():
+        x = clips(2)
+        logits = model._forward(x, stage='head')
+        v = model.backbone(x[:, 0])
+        s = model.backbone.encode_text(model.cls_head.class_token_ids)
+    cos = torch.nn.functional.normalize(v, dim=-1) @ \
+        torch.nn.functional.normalize(s, dim=-1).t()
+    torch.testing.assert_close(logits, cos / 0.05)
+    # default temperature: the frozen CLIP scale (ln 100 -> tau 0.01)
+    assert tiny_recognizer().backbone.logit_scale.exp().item() == \
+        pytest.approx(100.0)
+
+
+def test_class_embeddings_recomputed_in_training_cached_in_eval(monkeypatch):
+    model = tiny_recognizer()
+    calls = []
+    original = model.backbone.encode_text
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model.backbone, 'encode_text', counting)
+    model.train()
+    model.loss(clips(2), samples(2))
+    model.loss(clips(2), samples(2))
+    assert len(calls) == 2  # every training step
+    model.eval()
+    with torch.no_grad():
+        first = model.predict(clips(2), samples(2))
+        second = model.predict(clips(2), samples(2))
+    assert len(calls) == 3  # once for evaluation
+    torch.testing.assert_close(first[0].pred_score, second[0].pred_score)
+    # new weights invalidate the cache
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state['backbone.text_adapters.0.up.bias'] += 1.0
+    model.load_state_dict(state)
+    with torch.no_grad():
+        third = model.predict(clips(2), samples(2))
+    assert len(calls) == 4
+    assert not torch.allclose(first[0].pred_score, third[0].pred_score)
+    model.train()
+    assert model._class_cache is None
+
+
+def test_multi_view_prediction_averages_probabilities():
+    model = tiny_recognizer(average_clips='prob')
+    model.eval()
+    x = clips(2, views=3)
+    with torch.no_grad():
+        preds = model.predict(x, samples(2))
+        per_view = model._forward(x.flatten(0, 1)[:, None], stage='head')
+    expected = per_view.softmax(-1).view(2, 3, -1).mean(1)
+    for pred, exp in zip(preds, expected):
+        torch.testing.assert_close(pred.pred_score, exp)
+        assert pred.pred_label.item() == exp.argmax().item()

@@ -4,5 +4,7 @@ from . import (backbones, converters, heads, ops, prompts, recognizers,  # noqa:
 from .backbones import STOPCLIP
 from .heads import TextClassifierHead
 from .recognizers import STOPRecognizer
+from .similarity import STOPSimilarity
 
-__all__ = ['STOPCLIP', 'STOPRecognizer', 'TextClassifierHead']
+__all__ = ['STOPCLIP', 'STOPRecognizer', 'TextClassifierHead',
+           'STOPSimilarity']

@@ -214,7 +214,7 @@ def selective_scan_reference(u: Tensor,
 # sequential recurrence, and the operation order per element is the
 # reference's (results agree to fp32 round-off).
 
-_TILE_ELEMS = 1 << 16  # values in one [n, b, s, e] tile buffer
+_TILE_ELEMS = 1 << 17  # values in one [n, b, s, e] tile buffer
 _STEP_ELEMS = 1 << 16  # at most this many values in one step's [b, s, e]
 
 
@@ -278,7 +278,9 @@ def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
     """Core forward. Returns y [b, e, l], last state [b, e, s], checkpoints.
 
     ``u``, ``delta`` [b, e, l] (delta final), ``A`` [e, s], ``B``, ``C``
-    [b, g, s, l], all in the compute dtype.
+    [b, g, s, l], all in the compute dtype. With ``save_states`` the
+    checkpoints are the states entering every tile, [tiles, b, s, e], and the
+    time-major delta and delta * u are returned for the backward as well.
     """
     batch, channels, length = u.shape
     state, groups = A.shape[1], B.shape[1]
@@ -319,23 +321,25 @@ def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
         last[:, :, es] = h
     if yT.shape[-1] != channels:  # pragma: no cover
         raise AssertionError
-    return (yT.permute(1, 2, 0).contiguous(), last.transpose(1, 2), ckpt)
+    saved = (ckpt, dT, duT) if save_states else None
+    return yT.permute(1, 2, 0).contiguous(), last.transpose(1, 2), saved
 
 
-def _scan_backward(u, delta, A, B, C, gy, glast, ckpt, tile_elems,
+def _scan_backward(u, delta, A, B, C, gy, glast, saved, tile_elems,
                    step_elems):
+    """Core backward: gradients of u, delta, A, B, C (shapes as inputs)."""
+    ckpt, dT, duT = saved
     batch, channels, length = u.shape
     state, groups = A.shape[1], B.shape[1]
     plan = _Plan(batch, channels, length, state, groups, tile_elems,
                  step_elems)
-    dT = _time_major(delta)  # [l, b, e]
-    uT = _time_major(u)
-    duT = dT * uT
-    gyT = _time_major(gy)
+    gyT = _time_major(gy)  # [l, b, e]
     BG, CG = _group_major(B), _group_major(C)  # [g, l, b, s]
     At = A.t().contiguous()  # [s, e]
-    d_deltaT = torch.empty_like(dT)
-    d_uT = torch.empty_like(dT)
+    # per step: dd = sum_s W A (the part of d delta through exp(delta A))
+    # and lamB = sum_s lam B; d delta = dd + u lamB, d u = delta lamB
+    ddT = torch.empty_like(dT)
+    lamBT = torch.empty_like(dT)
     d_At = torch.empty_like(At)
     d_BG = torch.zeros_like(BG)
     d_CG = torch.zeros_like(CG)
@@ -346,17 +350,16 @@ def _scan_backward(u, delta, A, B, C, gy, glast, ckpt, tile_elems,
         Ab = At[:, es]
         d_t = plan.split(dT[:, :, es].unsqueeze(2))  # [n, b, 1, eb]
         du_t = plan.split(duT[:, :, es].unsqueeze(2))
-        du_m = plan.split(duT[:, :, es].reshape(lb, eb, 1), batch)
+        du_r = plan.split(duT[:, :, es].reshape(lb, 1, eb), batch)
         gy_t = plan.split(gyT[:, :, es].unsqueeze(2))
-        gy_m = plan.split(gyT[:, :, es].reshape(lb, eb, 1), batch)
-        u_t = plan.split(uT[:, :, es])  # [n, b, eb]
-        dd_t = plan.split(d_deltaT[:, :, es])
-        du_out = plan.split(d_uT[:, :, es])
+        gy_r = plan.split(gyT[:, :, es].reshape(lb, 1, eb), batch)
+        dd_t = plan.split(ddT[:, :, es])  # [n, b, eb]
+        lamB_r = plan.split(lamBT[:, :, es].reshape(lb, 1, eb), batch)
         B_t = plan.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
-        B_m = plan.split(BG[g].view(lb, 1, state), batch)
+        B_r = plan.split(BG[g].view(lb, 1, state), batch)
         C_t = plan.split(CG[g].unsqueeze(-1))
-        dB_m = plan.split(d_BG[g].view(lb, state, 1), batch)
-        dC_m = plan.split(d_CG[g].view(lb, state, 1), batch)
+        dB_r = plan.split(d_BG[g].view(lb, 1, state), batch)
+        dC_r = plan.split(d_CG[g].view(lb, 1, state), batch)
         ck_t = ckpt[:, :, :, es].unbind(0)
         a_b = plan.buffer(u, eb)
         xe_b = plan.buffer(u, eb, extra_steps=1)  # [h0, states...]
@@ -379,8 +382,10 @@ def _scan_backward(u, delta, A, B, C, gy, glast, ckpt, tile_elems,
             av, xv = a.unbind(0), xe.unbind(0)
             for t in range(n):
                 torch.addcmul(xv[t + 1], av[t], xv[t], out=xv[t + 1])
-            # dC[t, s] += sum_e h[t, s, e] gy[t, e]
-            dC_m[i].baddbmm_(x.view(nb, state, eb), gy_m[i])
+            # dC[t, s] += sum_e gy[t, e] h[t, s, e]  (row-vector products
+            # are much faster in bmm than matrix-vector ones)
+            x_m = x.view(nb, state, eb)
+            dC_r[i].baddbmm_(gy_r[i], x_m.transpose(1, 2))
             # adjoint: lam[t] = C[t] gy[t] + a[t+1] lam[t+1]
             lam = torch.mul(gy_t[i], C_t[i], out=l_b[i])
             lv = lam.unbind(0)
@@ -388,21 +393,21 @@ def _scan_backward(u, delta, A, B, C, gy, glast, ckpt, tile_elems,
             for t in range(n - 2, -1, -1):
                 torch.addcmul(lv[t], av[t + 1], lv[t + 1], out=lv[t])
             carry = av[0] * lv[0]
-            # dB[t, s] += sum_e lam delta u;  lamB[t, e] = sum_s lam B
+            # dB[t, s] += sum_e delta u lam;  lamB[t, e] = sum_s B lam
             lam_m = lam.view(nb, state, eb)
-            dB_m[i].baddbmm_(lam_m, du_m[i])
-            lamB = torch.bmm(B_m[i], lam_m).view(n, batch, eb)
+            dB_r[i].baddbmm_(du_r[i], lam_m.transpose(1, 2))
+            torch.bmm(B_r[i], lam_m, out=lamB_r[i])
             # W = lam * d h / d a = lam * a * h_prev
             W = torch.mul(a, xe[:n], out=a).mul_(lam)
             acc_b[i].addcmul_(W, d_t[i])
-            dd = torch.sum(W.mul_(Ab), 2, out=dd_t[i])  # sum_s W A
-            dd.addcmul_(u_t[i], lamB)
-            torch.mul(lamB, d_t[i].squeeze(2), out=du_out[i])
+            torch.sum(W.mul_(Ab), 2, out=dd_t[i])
         d_At[:, es] = acc_b[0].sum((0, 1))
+    lamB = lamBT.permute(1, 2, 0).contiguous()
+    d_delta = ddT.permute(1, 2, 0).contiguous().addcmul_(u, lamB)
+    d_u = lamB.mul_(delta)
     d_B = d_BG.permute(2, 0, 3, 1)
     d_C = d_CG.permute(2, 0, 3, 1)
-    return (d_uT.permute(1, 2, 0).contiguous(),
-            d_deltaT.permute(1, 2, 0).contiguous(), d_At.t(), d_B, d_C)
+    return d_u, d_delta, d_At.t(), d_B, d_C
 
 
 class _SelectiveScanFn(torch.autograd.Function):
@@ -415,20 +420,20 @@ class _SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, tile_elems, step_elems):
         save = any(ctx.needs_input_grad[:5])
-        y, last, ckpt = _scan_forward(u, delta, A, B, C, tile_elems,
-                                      step_elems, save)
+        y, last, saved = _scan_forward(u, delta, A, B, C, tile_elems,
+                                       step_elems, save)
         if save:
-            ctx.save_for_backward(u, delta, A, B, C, ckpt)
+            ctx.save_for_backward(u, delta, A, B, C, *saved)
         ctx.sizes = (tile_elems, step_elems)
         return y, last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, glast):
-        u, delta, A, B, C, ckpt = ctx.saved_tensors
+        u, delta, A, B, C, *saved = ctx.saved_tensors
         if gy is None:
             gy = torch.zeros_like(u)
-        grads = _scan_backward(u, delta, A, B, C, gy, glast, ckpt,
+        grads = _scan_backward(u, delta, A, B, C, gy, glast, saved,
                                *ctx.sizes)
         return (*grads, None, None)
 
@@ -453,7 +458,7 @@ def selective_scan_fast(u: Tensor,
 
     Args:
         tile_elems (int): Values in one tile of [steps, batch, state,
-            channels]; sets the number of steps per tile. Defaults to 2**16.
+            channels]; sets the number of steps per tile. Defaults to 2**17.
         step_elems (int): Maximum of batch * state * channels per step;
             wider inputs are processed in blocks of channels.
             Defaults to 2**16.

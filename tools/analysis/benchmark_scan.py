@@ -1,0 +1,226 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""CPU benchmark of the selective scan: 'fast' vs the sequential 'reference'.
+
+For each size it reports, per implementation, the median (and min) wall-clock
+time of the forward and of forward + backward over ``--repeats`` runs after
+``--warmup`` runs, the fast/reference speed-up, the peak extra resident
+memory of one call, and the max abs difference between the two outputs (and
+gradients).
+
+Memory: each (size, implementation, mode) runs once in a fresh subprocess
+that builds the inputs, then reads ``resource.getrusage(RUSAGE_SELF)
+.ru_maxrss`` before and after one call; the difference is the peak extra
+resident memory of that call (allocator and OpenMP overheads included).
+
+The call is the one VideoMamba's mixer makes: ``selective_scan(u, delta, A,
+B, C, D, z, delta_bias, delta_softplus=True)`` with Mamba-like values
+(A = -exp(log(1..S)), delta = softplus(dt + bias) in about [1e-3, 0.1]).
+
+Example::
+
+    python tools/analysis/benchmark_scan.py --threads 2 --repeats 7
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import warnings
+
+import torch
+
+# mmstop imports MMAction2, whose mmcv-lite import warns about missing CUDA ops
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeform')
+
+SIZES = {
+    # name: (batch, channels E = d_inner, length L, state S)
+    'videomamba_m': (1, 1152, 1569, 16),  # middle, 224², 8 frames
+    'tiny': (2, 384, 77, 16),  # VideoMamba-tiny, 64², 4 frames (test size)
+}
+
+
+def parse_size(text):
+    if text in SIZES:
+        return text, SIZES[text]
+    try:
+        b, e, l, s = (int(v) for v in text.split(','))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'size must be one of {sorted(SIZES)} or "B,E,L,S", got {text!r}')
+    return text, (b, e, l, s)
+
+
+def make_inputs(batch, channels, length, state, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a_log = torch.log(torch.arange(1, state + 1, dtype=torch.float32))
+    return dict(
+        u=torch.randn(batch, channels, length, generator=g),
+        delta=0.1 * torch.randn(batch, channels, length, generator=g),
+        A=-torch.exp(a_log.expand(channels, state).contiguous()),
+        B=torch.randn(batch, state, length, generator=g),
+        C=torch.randn(batch, state, length, generator=g),
+        D=torch.ones(channels),
+        z=torch.randn(batch, channels, length, generator=g),
+        delta_bias=torch.empty(channels).uniform_(-6.9, -2.25, generator=g),
+    )
+
+
+def run_once(impl, inputs, backward, grad_out=None):
+    """One call; returns (out, grads or None)."""
+    from mmstop.models.ops import selective_scan
+    if not backward:
+        with torch.no_grad():
+            return selective_scan(**inputs, delta_softplus=True,
+                                  impl=impl), None
+    leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.items()}
+    out = selective_scan(**leaves, delta_softplus=True, impl=impl)
+    out.backward(grad_out)
+    return out.detach(), {k: v.grad for k, v in leaves.items()}
+
+
+def child_memory(args):
+    """Subprocess entry: peak extra RSS (KiB) of one call."""
+    torch.set_num_threads(args.threads)
+    inputs = make_inputs(*args.child_size)
+    grad_out = torch.randn(inputs['u'].shape) if args.child_bwd else None
+    import mmstop.models.ops  # noqa: F401  (import cost not counted)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run_once(args.child_impl, inputs, args.child_bwd, grad_out)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(dict(peak_extra_kib=after - before)))
+
+
+def measure_memory(size, impl, backward, threads):
+    cmd = [
+        sys.executable, __file__, '--child-impl', impl, '--child-size',
+        ','.join(map(str, size)), '--threads',
+        str(threads)
+    ] + (['--child-bwd'] if backward else [])
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])['peak_extra_kib']
+
+
+def time_calls(fn, warmup, repeats):
+    """Median wall-clock, min wall-clock and median process CPU time (s)."""
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    wall.sort()
+    cpu.sort()
+    return wall[len(wall) // 2], wall[0], cpu[len(cpu) // 2]
+
+
+def max_abs(a, b):
+    return (a.double() - b.double()).abs().max().item()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--sizes', nargs='+', type=parse_size,
+        default=[parse_size(k) for k in SIZES],
+        help=f'presets {sorted(SIZES)} or "B,E,L,S" (default: all presets)')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--ref-repeats', type=int, default=None,
+                        help='repeats for the slow reference (default: '
+                        '--repeats)')
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads())
+    parser.add_argument('--modes', nargs='+', default=['fwd', 'fwd+bwd'],
+                        choices=['fwd', 'fwd+bwd'])
+    parser.add_argument('--no-memory', action='store_true',
+                        help='skip the subprocess memory measurements')
+    parser.add_argument('--json', default=None, help='also write results here')
+    # internal: memory measurement in a fresh process
+    parser.add_argument('--child-impl', help=argparse.SUPPRESS)
+    parser.add_argument('--child-size', help=argparse.SUPPRESS,
+                        type=lambda s: tuple(int(v) for v in s.split(',')))
+    parser.add_argument('--child-bwd', action='store_true',
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_impl:
+        return child_memory(args)
+
+    torch.set_num_threads(args.threads)
+    ref_repeats = args.ref_repeats or args.repeats
+    print(f'torch {torch.__version__}, {args.threads} thread(s), '
+          f'{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})'
+          f', load average at start {os.getloadavg()[0]:.2f}')
+    print(f'median (min) wall-clock of {args.repeats} runs '
+          f'({ref_repeats} for the reference) after {args.warmup} warm-up; '
+          'memory = peak extra RSS of one call in a fresh process')
+    print('wall ms: median (min) wall-clock; cpu ms: median process CPU '
+          'time (all threads); speed-up = reference / fast')
+    header = (f'{"size B,E,L,S":<28} {"mode":<8} {"ref wall ms":>18} '
+              f'{"fast wall ms":>16} {"speed-up":>9} {"ref cpu":>8} '
+              f'{"fast cpu":>8} {"speed-up":>9} {"ref MiB":>8} '
+              f'{"fast MiB":>9} {"max|diff|":>9}')
+    print(header, flush=True)
+    results = []
+    for name, size in args.sizes:
+        inputs = make_inputs(*size)
+        grad_out = torch.randn(inputs['u'].shape)
+        for mode in args.modes:
+            bwd = mode == 'fwd+bwd'
+            row = dict(size=name, shape=size, mode=mode, threads=args.threads)
+            outs = {}
+            for impl in ('reference', 'fast'):
+                reps = ref_repeats if impl == 'reference' else args.repeats
+                med, best, cpu = time_calls(
+                    lambda: run_once(impl, inputs, bwd, grad_out),
+                    args.warmup, reps)
+                row[f'{impl}_median_ms'] = med * 1e3
+                row[f'{impl}_min_ms'] = best * 1e3
+                row[f'{impl}_cpu_median_ms'] = cpu * 1e3
+                outs[impl] = run_once(impl, inputs, bwd, grad_out)
+                if not args.no_memory:
+                    row[f'{impl}_peak_mib'] = measure_memory(
+                        size, impl, bwd, args.threads) / 1024
+            (o_ref, g_ref), (o_fast, g_fast) = outs['reference'], outs['fast']
+            row['max_abs_diff_out'] = max_abs(o_fast, o_ref)
+            row['max_abs_out'] = o_ref.abs().max().item()
+            if bwd:
+                row['max_abs_diff_grad'] = {
+                    k: max_abs(g_fast[k], g_ref[k]) for k in g_ref}
+                row['max_abs_grad'] = {
+                    k: g_ref[k].abs().max().item() for k in g_ref}
+            row['speedup'] = row['reference_median_ms'] / row[
+                'fast_median_ms']
+            row['speedup_cpu'] = row['reference_cpu_median_ms'] / row[
+                'fast_cpu_median_ms']
+            diff = row['max_abs_diff_out']
+            if bwd:
+                diff = max([diff] + list(row['max_abs_diff_grad'].values()))
+            mem = ('{:>8.1f} {:>9.1f}'.format(row['reference_peak_mib'],
+                                              row['fast_peak_mib'])
+                   if not args.no_memory else f'{"-":>8} {"-":>9}')
+            print(f'{name + " " + str(size):<28} {mode:<8} '
+                  f'{row["reference_median_ms"]:>9.1f} ({row["reference_min_ms"]:>6.1f})'
+                  f' {row["fast_median_ms"]:>7.1f} ({row["fast_min_ms"]:>6.1f})'
+                  f' {row["speedup"]:>8.1f}x'
+                  f' {row["reference_cpu_median_ms"]:>8.1f}'
+                  f' {row["fast_cpu_median_ms"]:>8.1f}'
+                  f' {row["speedup_cpu"]:>8.1f}x {mem} {diff:>9.1e}',
+                  flush=True)
+            results.append(row)
+    print(f'load average at end {os.getloadavg()[0]:.2f}')
+    if 'fwd+bwd' in args.modes:
+        print('max|diff| for fwd+bwd is the largest over the output and the '
+              'gradients of u, delta, A, B, C, D, z, delta_bias '
+              '(see --json for each)')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,62 @@
+# SSP (NeurIPS 2025) on VideoMamba-M, as the official scripts build it
+# (spec ssp.md sections 1-3): VideoMamba 'middle' (576 wide, 32 layers),
+# patch 16, tubelet 1, 224x224, 8 frames, drop path 0.4 (active in training
+# although the backbone is frozen), SSP with P = 3 prompt tokens per frame,
+# IFG width 384, prompt attention width 256 (8 heads), 1x1x1 local conv and
+# the batch-wide entropy max (official). Only SSP, norm_f and the head train.
+#
+# The backbone starts from the K400 fine-tuned, mask-pretrained VideoMamba-M
+# (spec section 2.1); its 400-class head is not part of the backbone, so the
+# new head keeps its init (trunc-normal 0.02, bias 0), as officially.
+# Children set ``num_classes`` in the head AND in both blending augments.
+pretrained_checkpoint = \
+    'data/pretrained/videomamba_m16_k400_mask_ft_f8_res224.pth'
+
+model = dict(
+    type='Recognizer3D',
+    backbone=dict(
+        type='VideoMamba',
+        arch='middle',
+        img_size=224,
+        patch_size=16,
+        num_frames=8,
+        tubelet_size=1,
+        drop_path_rate=0.4,
+        ssp=dict(
+            num_prompts=3,
+            hidden_dims=384,
+            attn_dims=256,
+            num_heads=8,
+            kernel_size=(1, 1, 1),
+            entropy_max='batch'),
+        freeze_backbone=True,
+        scan_impl='auto',  # mamba_ssm CUDA kernel when installed
+        pretrained=pretrained_checkpoint),
+    # a linear classifier on the normed CLS feature; label smoothing 0.1 is
+    # applied to the (mixed) soft targets: (1 - 0.1) * y + 0.1 / K, which
+    # equals timm's smoothed-then-mixed targets (spec section 4.4)
+    cls_head=dict(
+        type='TimeSformerHead',
+        num_classes=101,
+        in_channels=576,
+        dropout_ratio=0.0,  # official fc_drop_rate 0
+        init_std=0.02,
+        label_smooth_eps=0.1,
+        # multi-view test: softmax per view, probabilities averaged
+        average_clips='prob'),
+    data_preprocessor=dict(
+        type='ActionDataPreprocessor',
+        # ImageNet statistics on 0-255 pixels
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        format_shape='NCTHW',
+        # timm Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0,
+        # switch_prob=0.5, mode='batch'): every training batch is either
+        # mixed up or cut-mixed, each with probability 0.5
+        blending=dict(
+            type='RandomBatchAugment',
+            augments=[
+                dict(type='MixupBlending', alpha=0.8, num_classes=101),
+                dict(type='CutmixBlending', alpha=1.0, num_classes=101)
+            ],
+            probs=[0.5, 0.5])))

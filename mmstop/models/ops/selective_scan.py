@@ -119,7 +119,7 @@ def _finish(y: Tensor, u: Tensor, D: Optional[Tensor], z: Optional[Tensor],
             dtype_in: torch.dtype) -> Tensor:
     """Skip term, SiLU(z) gate and cast back to the input dtype."""
     if D is not None:
-        y = y + u * D.to(y.dtype)[:, None]
+        y = torch.addcmul(y, u, D.to(y.dtype)[:, None])
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y.to(dtype_in)

@@ -1,0 +1,279 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""The STOP retrieval configs: recipe values (spec stop.md section 3), the
+full-size model built on the meta device (trainable-parameter counts of
+spec section 2.11), the learning-rate schedule against the official
+formula, and the data pipelines plus a loss / predict step of the same
+composition at a small width on the demo videos. The CLIP file is never
+loaded."""
+import copy
+import math
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+
+from mmstop.datasets import generate_demo_dataset
+from mmstop.registry import DATASETS, MODELS, PARAM_SCHEDULERS
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# spec stop.md section 3 (DiDeMo: no official script, assumed = ActivityNet)
+# and section 2.11 (trainable parameters: transformer 13,081,528 at T = 12,
+# linear 4,333,752 for any T)
+RECIPES = {
+    'msrvtt': dict(frames=12, words=32, generator='transformer', batch=32,
+                   gpus=4, epochs=5, lr=1e-3, train_sampling_test=False,
+                   paragraph=False, train_captions='unfold', v2t='caption',
+                   data='data/msrvtt/', trainable=13_081_528),
+    'activitynet': dict(frames=64, words=64, generator='linear', batch=16,
+                        gpus=8, epochs=10, lr=1e-3,
+                        train_sampling_test=False, paragraph=True,
+                        train_captions=None, v2t='caption', data='data/anet/',
+                        trainable=4_333_752),
+    'didemo': dict(frames=64, words=64, generator='linear', batch=16,
+                   gpus=8, epochs=10, lr=1e-3, train_sampling_test=False,
+                   paragraph=True, train_captions=None, v2t='caption',
+                   data='data/didemo/', trainable=4_333_752),
+    'vatex': dict(frames=12, words=32, generator='linear', batch=64, gpus=8,
+                  epochs=10, lr=5e-3, train_sampling_test=True,
+                  paragraph=False, train_captions='unfold', v2t='group',
+                  data='data/vatex/', trainable=4_333_752),
+}
+CLIP_MEAN = [122.770938, 116.7460125, 104.09373615]
+CLIP_STD = [68.5005327, 66.6321579, 70.32316305]
+
+
+def config_path(name):
+    return osp.join(REPO_ROOT, 'configs', f'stop_clip_{name}.py')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _scope_and_threads():
+    init_default_scope('mmaction')
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small ops; see tests/models/backbones
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module', params=sorted(RECIPES))
+def case(request):
+    name = request.param
+    return name, Config.fromfile(config_path(name)), RECIPES[name]
+
+
+def sampler_step(pipeline):
+    return [t for t in pipeline if t.type == 'SegmentSampleFrames'][0]
+
+
+# --------------------------------------------------------------------------
+# recipe values
+# --------------------------------------------------------------------------
+def test_recipe_values(case):
+    name, cfg, r = case
+    assert cfg.default_scope == 'mmaction'  # from default_runtime
+    assert cfg.custom_imports.imports == ['mmstop']
+    model = cfg.model
+    assert model.type == 'STOPSimilarity' and model.gather_grad == 'local'
+    bb = model.backbone
+    assert (bb.type, bb.arch, bb.num_frames, bb.prompt_generator, bb.pool) \
+        == ('STOPCLIP', 'vit-b32', r['frames'], r['generator'], 'global0')
+    assert bb.intra_prompt.mode == bb.inter_prompt.mode == 'official'
+    assert bb.inter_prompt.normalize == 'batch'
+    assert bb.pretrained == 'data/pretrained/ViT-B-32.pt'
+    pre = model.data_preprocessor
+    assert (pre.type, pre.format_shape) == ('ActionDataPreprocessor', 'NCHW')
+    assert pre.mean == CLIP_MEAN and pre.std == CLIP_STD
+
+    opt = cfg.optim_wrapper
+    assert opt.optimizer == dict(type='AdamW', lr=r['lr'], betas=(0.9, 0.98),
+                                 eps=1e-6, weight_decay=0.2)
+    assert opt.paramwise_cfg == dict(bias_decay_mult=0.0)
+    assert opt.clip_grad == dict(max_norm=1.0, norm_type=2)
+    assert cfg.train_cfg.max_epochs == r['epochs']
+    assert cfg.train_cfg.val_interval == 1  # official: test every epoch
+    assert cfg.default_hooks.checkpoint.save_best == 'retrieval/t2v/R@1'
+    assert cfg.find_unused_parameters is True
+    assert cfg.auto_scale_lr.base_batch_size == r['batch'] * r['gpus']
+
+    train = cfg.train_dataloader
+    assert train.batch_size == r['batch'] and train.sampler.shuffle
+    ds = train.dataset
+    assert ds.type == 'VideoTextRetrievalDataset'
+    assert ds.get('caption_mode') == r['train_captions']
+    assert ds.get('paragraph', False) == r['paragraph']
+    assert sampler_step(ds.pipeline).test_mode == r['train_sampling_test']
+    for loader in ('val_dataloader', 'test_dataloader'):
+        dl = cfg[loader]
+        # fixed evaluation batch: official-mode features depend on it
+        assert dl.batch_size == 16 and not dl.sampler.shuffle
+        assert dl.dataset.caption_mode == 'all' and dl.dataset.test_mode
+        assert dl.dataset.get('paragraph', False) == r['paragraph']
+        assert sampler_step(dl.dataset.pipeline).test_mode
+    for dl in (train, cfg.val_dataloader, cfg.test_dataloader):
+        assert dl.dataset.ann_file.startswith(r['data'])
+        assert dl.dataset.data_prefix.video == r['data'] + 'videos'
+        pipeline = dl.dataset.pipeline
+        assert [t.type for t in pipeline] == [
+            'DecordInit', 'SegmentSampleFrames', 'DecordDecode', 'Resize',
+            'CenterCrop', 'FormatShape', 'TokenizeText', 'PackVideoTextInputs'
+        ]
+        assert sampler_step(pipeline).num_segments == r['frames']
+        assert pipeline[3].scale == (-1, 224)
+        assert pipeline[4].crop_size == 224
+        assert pipeline[5].input_format == 'NCHW'
+        assert pipeline[6].context_length == r['words']
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        assert evaluator.type == 'VideoTextRetrievalMetric'
+        assert evaluator.get('v2t_mode', 'caption') == r['v2t']
+
+
+def test_lr_schedule_is_the_official_one(case):
+    """10 % linear warm-up from 1e-8, then per-iteration cosine, floored at
+    1e-8 (official utils/lr_scheduler.py with global_step = iteration).
+
+    One known offset: MMEngine's ``LinearLR`` reaches the peak at iteration
+    ``warm - 1``, the official warm-up at ``warm`` (slope ``1 / (warm - 1)``
+    instead of ``1 / warm``: 0.14 % at MSR-VTT's 703 warm-up iterations).
+    From iteration ``warm`` on the two schedules coincide.
+    """
+    _, cfg, r = case
+    iters = 20  # per epoch
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=cfg.optim_wrapper.optimizer.lr)
+    schedulers = [
+        PARAM_SCHEDULERS.build(
+            dict(copy.deepcopy(s), optimizer=optimizer, epoch_length=iters))
+        for s in cfg.param_scheduler
+    ]
+    total = r['epochs'] * iters
+    warm = round(0.1 * total)
+    lrs, official = [], []
+    for step in range(total):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        if step <= warm:
+            lr = min(step / warm * (r['lr'] - 1e-8) + 1e-8, r['lr'])
+        else:
+            lr = 0.5 * r['lr'] * (
+                1 + math.cos((step - warm) / (total - warm) * math.pi))
+        official.append(max(lr, 1e-8))
+        optimizer.step()
+        for s in schedulers:
+            s.step()
+    # MMEngine's cosine is eta_min + (lr - eta_min)(1 + cos)/2: within 1e-8
+    assert lrs[warm:] == pytest.approx(official[warm:], rel=1e-6, abs=1e-8)
+    assert lrs[0] == official[0] == pytest.approx(1e-8)
+    mmengine_warmup = [1e-8 + (r['lr'] - 1e-8) * step / (warm - 1)
+                       for step in range(warm)]
+    assert lrs[:warm] == pytest.approx(mmengine_warmup, rel=1e-6)
+
+
+# --------------------------------------------------------------------------
+# the full-size model, on the meta device (no memory, no CLIP file)
+# --------------------------------------------------------------------------
+def test_builds_full_model(case):
+    name, cfg, r = case
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert type(model).__name__ == 'STOPSimilarity'
+    bb = model.backbone
+    assert bb.num_frames == r['frames'] and bb.image_size == 224
+    assert bb.clip.visual.conv1.weight.shape == (768, 3, 32, 32)
+    assert bb.prompt_generator.mode == r['generator']
+    trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    assert sum(p.numel() for p in trainable.values()) == r['trainable']
+    assert not any(k.startswith('backbone.clip.') for k in trainable)
+    assert not bb.clip.logit_scale.requires_grad
+    assert model.batch_dependent  # hence the fixed evaluation batch
+
+
+def test_demo_config_builds_and_trains_the_same_composition():
+    cfg = Config.fromfile(config_path('retrieval_demo'))
+    assert cfg.model.type == 'STOPSimilarity'
+    assert cfg.model.backbone.pretrained is None
+    assert cfg.model.backbone.arch == dict(base='tiny', image_size=32,
+                                           patch_size=8)
+    assert cfg.train_dataloader.dataset.caption_mode == 'unfold'
+    assert cfg.test_dataloader.dataset.caption_mode == 'all'
+    model = MODELS.build(cfg.model)
+    assert model.backbone.image_size == 32
+    assert model.backbone.prompt_generator.mode == 'transformer'
+
+
+# --------------------------------------------------------------------------
+# data pipelines and a loss / predict step of the same composition, small
+# --------------------------------------------------------------------------
+SMALL = 32  # pixels instead of 224
+
+
+def shrink(obj):
+    """The config with every 224 pixel size replaced by SMALL."""
+    if isinstance(obj, dict):
+        return {k: shrink(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(shrink(v) for v in obj)
+    return SMALL if obj == 224 and not isinstance(obj, bool) else obj
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    return generate_demo_dataset(
+        str(tmp_path_factory.mktemp('demo')), num_classes=2,
+        train_per_class=1, val_per_class=1, seed=0)
+
+
+def build_dataset(cfg, loader, demo):
+    ds = copy.deepcopy(cfg[loader].dataset.to_dict())
+    split = 'train' if loader == 'train_dataloader' else 'val'
+    ds.update(ann_file=demo[f'captions_{split}'],
+              data_prefix=dict(video=demo['video_dir']))
+    ds['pipeline'] = shrink(ds['pipeline'])
+    return DATASETS.build(ds)
+
+
+def test_pipelines_and_model_step(case, demo):
+    name, cfg, r = case
+    t, words = r['frames'], r['words']
+    train = build_dataset(cfg, 'train_dataloader', demo)
+    test = build_dataset(cfg, 'test_dataloader', demo)
+    train_batch = [train[i] for i in range(2)]
+    test_batch = [test[i] for i in range(2)]
+    for s in train_batch + test_batch:
+        assert s['inputs'].shape == (t, 3, SMALL, SMALL)
+    for s in train_batch:
+        assert s['data_samples'].text_ids.shape == (1, words)
+    n_captions = [s['data_samples'].text_ids.shape[0] for s in test_batch]
+    if r['paragraph']:
+        assert n_captions == [1, 1]
+    else:
+        assert min(n_captions) >= 2  # every demo caption is a query
+
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.update(
+        arch=dict(base='tiny', image_size=SMALL, patch_size=8),
+        pretrained=None,
+        intra_prompt=dict(model_cfg.backbone.intra_prompt,
+                          kernel_size=(3, 3, 3),
+                          scorer_kernel_size=(3, 3, 3)),
+        inter_prompt=dict(model_cfg.backbone.inter_prompt,
+                          kernel_size=(3, 3, 3),
+                          scorer_kernel_size=(3, 3, 3)))
+    model = MODELS.build(model_cfg)
+    model.train()
+    data = model.data_preprocessor(pseudo_collate(train_batch), True)
+    assert data['inputs'].shape == (2, t, 3, SMALL, SMALL)
+    # (the backward is covered by tests/models/similarity; at 64 frames it
+    # would double this test's time)
+    losses = model(**data, mode='loss')
+    assert torch.isfinite(losses['loss_sim'])
+    assert losses['loss_sim'].requires_grad
+    model.eval()
+    data = model.data_preprocessor(pseudo_collate(test_batch), False)
+    with torch.no_grad():
+        out = model(**data, mode='predict')
+    for d, n in zip(out, n_captions):
+        assert d.video_feature.shape == (64, )
+        assert d.text_feature.shape == (n, 64)

@@ -8,9 +8,11 @@ memory of one call, and the max abs difference between the two outputs (and
 gradients).
 
 Memory: each (size, implementation, mode) runs once in a fresh subprocess
-that builds the inputs, then reads ``resource.getrusage(RUSAGE_SELF)
-.ru_maxrss`` before and after one call; the difference is the peak extra
+that builds the inputs, resets the kernel's peak-RSS mark (``echo 5 >
+/proc/self/clear_refs``), and reports ``VmHWM`` (peak RSS) after one call
+minus ``VmRSS`` before it, from ``/proc/self/status``: the peak extra
 resident memory of that call (allocator and OpenMP overheads included).
+``getrusage().ru_maxrss`` is not used: a child inherits its parent's peak.
 
 The call is the one VideoMamba's mixer makes: ``selective_scan(u, delta, A,
 B, C, D, z, delta_bias, delta_softplus=True)`` with Mamba-like values
@@ -24,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -82,16 +83,26 @@ def run_once(impl, inputs, backward, grad_out=None):
     return out.detach(), {k: v.grad for k, v in leaves.items()}
 
 
+def _status_kib(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{key} not in /proc/self/status')
+
+
 def child_memory(args):
     """Subprocess entry: peak extra RSS (KiB) of one call."""
     torch.set_num_threads(args.threads)
     inputs = make_inputs(*args.child_size)
     grad_out = torch.randn(inputs['u'].shape) if args.child_bwd else None
     import mmstop.models.ops  # noqa: F401  (import cost not counted)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset the peak RSS mark (VmHWM) to the current RSS
+    before = _status_kib('VmRSS')
     run_once(args.child_impl, inputs, args.child_bwd, grad_out)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(dict(peak_extra_kib=after - before)))
+    peak = _status_kib('VmHWM')
+    print(json.dumps(dict(peak_extra_kib=peak - before)))
 
 
 def measure_memory(size, impl, backward, threads):
@@ -163,7 +174,7 @@ def main():
     header = (f'{"size B,E,L,S":<28} {"mode":<8} {"ref wall ms":>18} '
               f'{"fast wall ms":>16} {"speed-up":>9} {"ref cpu":>8} '
               f'{"fast cpu":>8} {"speed-up":>9} {"ref MiB":>8} '
-              f'{"fast MiB":>9} {"max|diff|":>9}')
+              f'{"fast MiB":>9} {"max|diff|":>9} {"rel diff":>9}')
     print(header, flush=True)
     results = []
     for name, size in args.sizes:
@@ -198,8 +209,14 @@ def main():
             row['speedup_cpu'] = row['reference_cpu_median_ms'] / row[
                 'fast_cpu_median_ms']
             diff = row['max_abs_diff_out']
+            rel = diff / row['max_abs_out']
             if bwd:
-                diff = max([diff] + list(row['max_abs_diff_grad'].values()))
+                rel = max([rel] + [
+                    row['max_abs_diff_grad'][k] / max(row['max_abs_grad'][k],
+                                                      1e-30)
+                    for k in row['max_abs_grad']
+                ])
+            row['max_rel_diff'] = rel
             mem = ('{:>8.1f} {:>9.1f}'.format(row['reference_peak_mib'],
                                               row['fast_peak_mib'])
                    if not args.no_memory else f'{"-":>8} {"-":>9}')
@@ -209,13 +226,15 @@ def main():
                   f' {row["speedup"]:>8.1f}x'
                   f' {row["reference_cpu_median_ms"]:>8.1f}'
                   f' {row["fast_cpu_median_ms"]:>8.1f}'
-                  f' {row["speedup_cpu"]:>8.1f}x {mem} {diff:>9.1e}',
+                  f' {row["speedup_cpu"]:>8.1f}x {mem} {diff:>9.1e}'
+                  f' {rel:>9.1e}',
                   flush=True)
             results.append(row)
     print(f'load average at end {os.getloadavg()[0]:.2f}')
     if 'fwd+bwd' in args.modes:
-        print('max|diff| for fwd+bwd is the largest over the output and the '
-              'gradients of u, delta, A, B, C, D, z, delta_bias '
+        print('max|diff|: max abs difference of the outputs; rel diff: '
+              'largest max|diff| / max|reference| over the output and (for '
+              'fwd+bwd) the gradients of u, delta, A, B, C, D, z, delta_bias '
               '(see --json for each)')
     if args.json:
         with open(args.json, 'w') as f:

@@ -9,10 +9,12 @@
 #
 # Data (docs/retrieval.md): videos (3 fps, short side 224) in
 # data/anet/videos; annotations from
-#   python tools/data/activitynet/convert_annotations.py --captions train.json \
-#       --ids train_ids.json --out data/anet/anet_train.json
-#   python tools/data/activitynet/convert_annotations.py --captions val_1.json \
-#       --ids val_ids.json --exclude v_NHznDFD3V3k --out data/anet/anet_val_1.json
+#   python tools/data/activitynet/convert_annotations.py \
+#       --captions train.json --ids train_ids.json \
+#       --out data/anet/anet_train.json
+#   python tools/data/activitynet/convert_annotations.py \
+#       --captions val_1.json --ids val_ids.json --exclude v_NHznDFD3V3k \
+#       --out data/anet/anet_val_1.json
 #
 #   bash tools/dist_train.sh configs/stop_clip_activitynet.py 8
 #   bash tools/dist_test.sh configs/stop_clip_activitynet.py CHECKPOINT 1

@@ -18,11 +18,12 @@
 #
 # Data (docs/retrieval.md): videos (3 fps, short side 224) in
 # data/didemo/videos; annotations from
-#   python tools/data/didemo/convert_annotations.py --data-json train_data.json \
-#       --video-list train_list.txt --video-pattern '{video}.mp4' \
-#       --out data/didemo/didemo_train.json
-#   python tools/data/didemo/convert_annotations.py --data-json test_data.json \
-#       --video-list test_list.txt --video-pattern '{video}.mp4' \
+#   python tools/data/didemo/convert_annotations.py \
+#       --data-json train_data.json --video-list train_list.txt \
+#       --video-pattern '{video}.mp4' --out data/didemo/didemo_train.json
+#   python tools/data/didemo/convert_annotations.py \
+#       --data-json test_data.json --video-list test_list.txt \
+#       --video-pattern '{video}.mp4' \
 #       --out data/didemo/didemo_test.json
 #
 #   bash tools/dist_train.sh configs/stop_clip_didemo.py 8

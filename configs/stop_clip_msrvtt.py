@@ -9,9 +9,9 @@
 #
 # Data (docs/retrieval.md): videos at 3 fps, short side 224, in
 # data/msrvtt/videos; annotations from
-#   python tools/data/msrvtt/convert_annotations.py --data-json MSRVTT_data.json \
-#       --train-csv MSRVTT_train.9k.csv --test-csv MSRVTT_JSFUSION_test.csv \
-#       --out-dir data/msrvtt/annotations
+#   python tools/data/msrvtt/convert_annotations.py \
+#       --data-json MSRVTT_data.json --train-csv MSRVTT_train.9k.csv \
+#       --test-csv MSRVTT_JSFUSION_test.csv --out-dir data/msrvtt/annotations
 #
 #   bash tools/dist_train.sh configs/stop_clip_msrvtt.py 4
 #   bash tools/dist_test.sh configs/stop_clip_msrvtt.py CHECKPOINT 1

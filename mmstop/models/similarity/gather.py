@@ -51,7 +51,8 @@ def _gather_sizes(n: int, device: torch.device, world: int) -> List[int]:
     return [int(s.item()) for s in sizes]
 
 
-def _gather_padded(x: torch.Tensor, sizes: Sequence[int]) -> List[torch.Tensor]:
+def _gather_padded(x: torch.Tensor,
+                   sizes: Sequence[int]) -> List[torch.Tensor]:
     """All-gather ``x`` (no autograd); returns each rank's rows."""
     world = len(sizes)
     longest = max(sizes)

@@ -161,7 +161,7 @@ class STOPSimilarity(BaseModel):
     def encode_video(self, frames: torch.Tensor,
                      visual_prompts: Optional[torch.Tensor] = None
                      ) -> torch.Tensor:
-        """Video features ``[B, D]`` of normalised frames ``[B, T, 3, H, W]``."""
+        """Video features ``[B, D]`` of frames ``[B, T, 3, H, W]``."""
         return self.backbone.encode_video(frames, visual_prompts)
 
     def encode_text(self, token_ids: torch.Tensor,

@@ -15,7 +15,7 @@ Shapes and meaning follow ``mamba_ssm.ops.selective_scan_interface
 .selective_scan_fn``. This file is written from the spec; it shares no code
 with mamba_ssm.
 """
-import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Tuple, Union
 
 import torch
@@ -188,23 +188,24 @@ def selective_scan_reference(u: Tensor,
 # Why not the reference layout: its per-step slices delta_a[:, :, t] of a
 # [b, e, l, s] tensor are scattered (one 64-byte piece per channel), and the
 # two [b, e, l, s] tensors it precomputes are freshly allocated (page faults)
-# and far larger than any cache. Here the inputs are transposed once to
-# time-major [l, b, e], and the sequence is cut into tiles of ``n`` steps
-# (and, for wide inputs, blocks of channels) whose [n, b, s, e] working set
-# fits in the per-core cache. Per tile:
+# and far larger than any cache. Here the channels are cut into blocks; a
+# block's delta and delta * u are copied once to time-major [l, b, eb], and
+# its sequence is cut into tiles of ``n`` steps whose [n, b, s, eb] working
+# set fits in the per-core cache. Per tile:
 #
 #   a = exp(delta * A), x = delta * u * B     (two vectorised ops, reused
 #                                              buffers)
 #   x[t] = a[t] * x[t-1] + x[t]               (one addcmul per step over a
-#                                              contiguous [b, s, e] slice;
+#                                              contiguous [b, s, eb] slice;
 #                                              x[-1] = state from the previous
 #                                              tile)
 #   y[t] = C[t] . x[t]                        (one batched matmul)
 #
 # The forward saves the state entering every tile (memory l / n times a
-# [b, e, s] state, i.e. about state / n times the size of u). The backward
-# visits the tiles in reverse, recomputes each tile's states from its
-# checkpoint and runs the adjoint recurrence
+# [b, e, s] state, i.e. about state / n times the size of u) and the
+# time-major delta and delta * u. The backward visits the tiles in reverse,
+# recomputes each tile's states from its checkpoint and runs the adjoint
+# recurrence
 #
 #   lam[t] = C[t] * gy[t] + exp(delta[t+1] A) * lam[t+1]
 #
@@ -213,102 +214,148 @@ def selective_scan_reference(u: Tensor,
 # exp(delta * A) of single steps, so nothing overflows that does not in the
 # sequential recurrence, and the operation order per element is the
 # reference's (results agree to fp32 round-off).
+#
+# Channel blocks are independent. On CPU, large inputs are spread over
+# torch.get_num_threads() Python threads (ATen releases the GIL) with every
+# op kept below ATen's parallel grain size, rather than relying on OpenMP
+# inside ops: the per-step ops are too small for OpenMP to split anyway, and
+# on a busy 2-core machine OpenMP barriers stalled the 2-thread run by 5-10x.
 
 _TILE_ELEMS = 1 << 17  # values in one [n, b, s, e] tile buffer
 _STEP_ELEMS = 1 << 16  # at most this many values in one step's [b, s, e]
+# ATen runs an elementwise op on one thread below this many values
+# (at::internal::GRAIN_SIZE); worker threads keep every op below it.
+_SERIAL_ELEMS = 1 << 15
+_MIN_WORKER_ELEMS = 1 << 21  # b * e * l * s per worker thread
 
 
-class _Plan:
-    """Tile sizes and per-tile views for one call.
+class _Block:
+    """One block of channels (within one group) and its tiling in time.
 
-    Per-tile views are made once per channel block with ``split`` (one call
-    for all tiles), because at these sizes Python-side slicing costs about
-    as much as the arithmetic.
+    Per-tile views are made once per block with ``split`` (one call for all
+    tiles), because at these sizes Python-side slicing costs about as much
+    as the arithmetic.
     """
 
-    def __init__(self, batch, channels, length, state, groups, tile_elems,
-                 step_elems):
-        self.batch, self.channels, self.length = batch, channels, length
-        self.state, self.groups = state, groups
-        self.hpg = channels // groups
-        per_channel = batch * state
-        self.eb = max(1, min(self.hpg, step_elems // per_channel))
-        self.n = max(1, min(length, tile_elems // (per_channel * self.eb)))
-        self.num_tiles = -(-length // self.n)
-
-    def channel_blocks(self):
-        """Yield (group, channel slice)."""
-        for g in range(self.groups):
-            for e0 in range(0, self.hpg, self.eb):
-                e1 = min(self.hpg, e0 + self.eb)
-                yield g, slice(g * self.hpg + e0, g * self.hpg + e1)
+    def __init__(self, g, es, batch, length, state, n, piece_elems):
+        self.g, self.es = g, es
+        self.eb = es.stop - es.start
+        self.batch, self.length, self.state, self.n = batch, length, state, n
+        self.num_tiles = -(-length // n)
+        # steps per piece when copying between [b, e, l] and time-major
+        self.piece = max(1, piece_elems // (batch * self.eb))
 
     def split(self, x: Tensor, per_step: int = 1):
         """Tiles of a time-major tensor (``per_step`` rows per step)."""
         return x.split(self.n * per_step, 0)
 
-    def buffer(self, like: Tensor, eb: int, extra_steps: int = 0):
-        """Reused tile buffer [n + extra, b, s, eb] and its prefix views.
-
-        Returns ``views`` with views[i] the buffer for tile i.
-        """
-        full = self.n + extra_steps
-        flat = like.new_empty(full * self.batch * self.state * eb)
+    def buffer(self, like: Tensor, extra_steps: int = 0):
+        """A reused tile buffer [n + extra, b, s, eb]: its view per tile."""
+        per_step = self.batch * self.state * self.eb
+        flat = like.new_empty((self.n + extra_steps) * per_step)
         n_last = self.length - (self.num_tiles - 1) * self.n + extra_steps
+        full = flat.view(self.n + extra_steps, self.batch, self.state,
+                         self.eb)
+        last = flat[:n_last * per_step].view(n_last, self.batch, self.state,
+                                             self.eb)
+        return [full] * (self.num_tiles - 1) + [last]
 
-        def view(steps):
-            return flat[:steps * self.batch * self.state * eb].view(
-                steps, self.batch, self.state, eb)
-
-        full_view, last_view = view(full), view(n_last)
-        return [full_view] * (self.num_tiles - 1) + [last_view]
+    def pieces(self, *tensors):
+        """Split [l, ...] tensors into pieces of ``self.piece`` steps."""
+        return zip(*(t.split(self.piece, 0) for t in tensors))
 
 
-def _time_major(x: Tensor) -> Tensor:
-    """[b, e, l] -> contiguous [l, b, e]."""
-    return x.permute(2, 0, 1).contiguous()
+def _plan(u: Tensor, state: int, groups: int, tile_elems: int,
+          step_elems: int):
+    """Channel blocks, steps per tile and worker threads for one call.
+
+    On CPU, large problems are split over up to ``torch.get_num_threads()``
+    Python worker threads, one block of channels at a time, with every op
+    small enough to run single-threaded in ATen: the per-step ops are too
+    small to be split by OpenMP anyway, and independent threads do not
+    stall on OpenMP barriers when the machine is busy.
+    """
+    batch, channels, length = u.shape
+    hpg = channels // groups
+    per_channel = batch * state
+    eb = max(1, min(hpg, step_elems // per_channel))
+    workers = 1
+    if u.device.type == 'cpu':
+        work = batch * channels * length * state
+        workers = max(1, min(torch.get_num_threads(),
+                             work // _MIN_WORKER_ELEMS))
+    piece_elems = _SERIAL_ELEMS if workers > 1 else tile_elems
+    if workers > 1:
+        per_group = max(-(-hpg // eb), -(-workers // groups))
+        eb = -(-hpg // per_group)
+        tile_elems = min(tile_elems, _SERIAL_ELEMS)
+    n = max(1, min(length, tile_elems // (per_channel * eb)))
+    blocks = [
+        _Block(g, slice(g * hpg + e0, g * hpg + min(hpg, e0 + eb)), batch,
+               length, state, n, piece_elems) for g in range(groups)
+        for e0 in range(0, hpg, eb)
+    ]
+    return blocks, min(workers, len(blocks))
+
+
+def _run_blocks(fn, blocks, workers):
+    """``[fn(block) for block in blocks]``, on worker threads if > 1."""
+
+    def call(block):
+        with torch.no_grad():  # grad mode is thread-local
+            return fn(block)
+
+    if workers <= 1:
+        return [call(b) for b in blocks]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(call, blocks))
 
 
 def _group_major(M: Tensor) -> Tensor:
-    """B or C [b, g, s, l] -> contiguous [g, l, b, s]."""
+    """B or C [b, g, s, l] -> contiguous [g, l, b, s] (small)."""
     return M.permute(1, 3, 0, 2).contiguous()
 
 
 def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
-    """Core forward. Returns y [b, e, l], last state [b, e, s], checkpoints.
+    """Core forward. Returns y [b, e, l], last state [b, e, s], saved.
 
     ``u``, ``delta`` [b, e, l] (delta final), ``A`` [e, s], ``B``, ``C``
-    [b, g, s, l], all in the compute dtype. With ``save_states`` the
-    checkpoints are the states entering every tile, [tiles, b, s, e], and the
-    time-major delta and delta * u are returned for the backward as well.
+    [b, g, s, l], all in the compute dtype. With ``save_states``, ``saved``
+    holds per channel block the states entering every tile
+    [tiles, b, s, eb] and the time-major delta and delta * u [l, b, eb].
     """
     batch, channels, length = u.shape
     state, groups = A.shape[1], B.shape[1]
-    plan = _Plan(batch, channels, length, state, groups, tile_elems,
-                 step_elems)
-    dT = _time_major(delta)  # [l, b, e]
-    duT = _time_major(delta * u)
+    blocks, workers = _plan(u, state, groups, tile_elems, step_elems)
     BG, CG = _group_major(B), _group_major(C)  # [g, l, b, s]
     At = A.t().contiguous()  # [s, e]
-    yT = u.new_empty(length, batch, channels)
+    y = u.new_empty(batch, channels, length)
     last = u.new_empty(batch, state, channels)
-    ckpt = (u.new_empty(plan.num_tiles, batch, state, channels)
-            if save_states else None)
-    for g, es in plan.channel_blocks():
-        eb = es.stop - es.start
+
+    def run(blk):
+        es, eb, g = blk.es, blk.eb, blk.g
+        # time-major delta and delta * u of this block, [l, b, eb]
+        dT = u.new_empty(length, batch, eb)
+        duT = torch.empty_like(dT)
+        for d_p, du_p, ds_p, us_p in blk.pieces(
+                dT, duT, delta[:, es].permute(2, 0, 1),
+                u[:, es].permute(2, 0, 1)):
+            torch.mul(d_p.copy_(ds_p), us_p, out=du_p)
+        yT = torch.empty_like(dT)
         Ab = At[:, es]
-        d_t = plan.split(dT[:, :, es].unsqueeze(2))  # [n, b, 1, eb]
-        du_t = plan.split(duT[:, :, es].unsqueeze(2))
-        B_t = plan.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
-        C_t = plan.split(CG[g].view(length * batch, 1, state), batch)
-        y_t = plan.split(yT[:, :, es].reshape(length * batch, 1, eb), batch)
-        ck_t = ckpt[:, :, :, es].unbind(0) if ckpt is not None else None
-        a_b = plan.buffer(u, eb)
-        x_b = (plan.buffer(u, eb), plan.buffer(u, eb))  # ping-pong
+        d_t = blk.split(dT.unsqueeze(2))  # [n, b, 1, eb]
+        du_t = blk.split(duT.unsqueeze(2))
+        B_t = blk.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
+        C_t = blk.split(CG[g].view(length * batch, 1, state), batch)
+        y_t = blk.split(yT.view(length * batch, 1, eb), batch)
+        ckpt = (u.new_empty(blk.num_tiles, batch, state, eb)
+                if save_states else None)
+        a_b = blk.buffer(u)
+        x_b = (blk.buffer(u), blk.buffer(u))  # ping-pong
         h = u.new_zeros(batch, state, eb)
-        for i in range(plan.num_tiles):
-            if ck_t is not None:
-                ck_t[i].copy_(h)
+        for i in range(blk.num_tiles):
+            if ckpt is not None:
+                ckpt[i].copy_(h)
             a = torch.mul(d_t[i], Ab, out=a_b[i]).exp_()
             x = torch.mul(du_t[i], B_t[i], out=x_b[i % 2][i])
             av, xv = a.unbind(0), x.unbind(0)
@@ -319,52 +366,57 @@ def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
             y_i = y_t[i]
             torch.bmm(C_t[i], x.view(y_i.shape[0], state, eb), out=y_i)
         last[:, :, es] = h
-    if yT.shape[-1] != channels:  # pragma: no cover
-        raise AssertionError
-    saved = (ckpt, dT, duT) if save_states else None
-    return yT.permute(1, 2, 0).contiguous(), last.transpose(1, 2), saved
+        for y_p, yT_p in blk.pieces(y[:, es].permute(2, 0, 1), yT):
+            y_p.copy_(yT_p)
+        return (ckpt, dT, duT) if save_states else None
+
+    saved = _run_blocks(run, blocks, workers)
+    return y, last.transpose(1, 2), saved if save_states else None
 
 
 def _scan_backward(u, delta, A, B, C, gy, glast, saved, tile_elems,
                    step_elems):
     """Core backward: gradients of u, delta, A, B, C (shapes as inputs)."""
-    ckpt, dT, duT = saved
     batch, channels, length = u.shape
     state, groups = A.shape[1], B.shape[1]
-    plan = _Plan(batch, channels, length, state, groups, tile_elems,
-                 step_elems)
-    gyT = _time_major(gy)  # [l, b, e]
+    blocks, workers = _plan(u, state, groups, tile_elems, step_elems)
     BG, CG = _group_major(B), _group_major(C)  # [g, l, b, s]
     At = A.t().contiguous()  # [s, e]
-    # per step: dd = sum_s W A (the part of d delta through exp(delta A))
-    # and lamB = sum_s lam B; d delta = dd + u lamB, d u = delta lamB
-    ddT = torch.empty_like(dT)
-    lamBT = torch.empty_like(dT)
+    d_u = torch.empty_like(u)
+    d_delta = torch.empty_like(u)
     d_At = torch.empty_like(At)
-    d_BG = torch.zeros_like(BG)
-    d_CG = torch.zeros_like(CG)
     lb = length * batch
-    rev = range(plan.num_tiles - 1, -1, -1)
-    for g, es in plan.channel_blocks():
-        eb = es.stop - es.start
+
+    def run(job):
+        blk, (ckpt, dT, duT) = job
+        es, eb, g = blk.es, blk.eb, blk.g
+        gyT = torch.empty_like(dT)
+        for gy_p, gs_p in blk.pieces(gyT, gy[:, es].permute(2, 0, 1)):
+            gy_p.copy_(gs_p)
+        # per step: dd = sum_s W A (the part of d delta through
+        # exp(delta A)) and lamB = sum_s lam B; then d delta = dd + u lamB
+        # and d u = delta lamB
+        ddT, lamBT = torch.empty_like(dT), torch.empty_like(dT)
+        d_BT = u.new_zeros(length, batch, state)
+        d_CT = torch.zeros_like(d_BT)
         Ab = At[:, es]
-        d_t = plan.split(dT[:, :, es].unsqueeze(2))  # [n, b, 1, eb]
-        du_t = plan.split(duT[:, :, es].unsqueeze(2))
-        du_r = plan.split(duT[:, :, es].reshape(lb, 1, eb), batch)
-        gy_t = plan.split(gyT[:, :, es].unsqueeze(2))
-        gy_r = plan.split(gyT[:, :, es].reshape(lb, 1, eb), batch)
-        dd_t = plan.split(ddT[:, :, es])  # [n, b, eb]
-        lamB_r = plan.split(lamBT[:, :, es].reshape(lb, 1, eb), batch)
-        B_t = plan.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
-        B_r = plan.split(BG[g].view(lb, 1, state), batch)
-        C_t = plan.split(CG[g].unsqueeze(-1))
-        dB_r = plan.split(d_BG[g].view(lb, 1, state), batch)
-        dC_r = plan.split(d_CG[g].view(lb, 1, state), batch)
-        ck_t = ckpt[:, :, :, es].unbind(0)
-        a_b = plan.buffer(u, eb)
-        xe_b = plan.buffer(u, eb, extra_steps=1)  # [h0, states...]
-        l_b = plan.buffer(u, eb)
-        acc_b = plan.buffer(u, eb)  # sum over tiles of W * delta
+        d_t = blk.split(dT.unsqueeze(2))  # [n, b, 1, eb]
+        du_t = blk.split(duT.unsqueeze(2))
+        du_r = blk.split(duT.view(lb, 1, eb), batch)
+        gy_t = blk.split(gyT.unsqueeze(2))
+        gy_r = blk.split(gyT.view(lb, 1, eb), batch)
+        dd_t = blk.split(ddT)  # [n, b, eb]
+        lamB_r = blk.split(lamBT.view(lb, 1, eb), batch)
+        B_t = blk.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
+        B_r = blk.split(BG[g].view(lb, 1, state), batch)
+        C_t = blk.split(CG[g].unsqueeze(-1))
+        dB_r = blk.split(d_BT.view(lb, 1, state), batch)
+        dC_r = blk.split(d_CT.view(lb, 1, state), batch)
+        ck_t = ckpt.unbind(0)
+        a_b = blk.buffer(u)
+        xe_b = blk.buffer(u, extra_steps=1)  # [h0, states...]
+        l_b = blk.buffer(u)
+        acc_b = blk.buffer(u)  # sum over tiles of W * delta
         acc_b[0].zero_()
         # carry = exp(delta[t1] A) * lam[t1] from the next tile (d last
         # state for the last tile)
@@ -372,7 +424,7 @@ def _scan_backward(u, delta, A, B, C, gy, glast, saved, tile_elems,
             carry = glast[:, es].transpose(1, 2).contiguous()
         else:
             carry = u.new_zeros(batch, state, eb)
-        for i in rev:
+        for i in range(blk.num_tiles - 1, -1, -1):
             a = torch.mul(d_t[i], Ab, out=a_b[i]).exp_()
             xe = xe_b[i]
             n = xe.shape[0] - 1
@@ -402,12 +454,22 @@ def _scan_backward(u, delta, A, B, C, gy, glast, saved, tile_elems,
             acc_b[i].addcmul_(W, d_t[i])
             torch.sum(W.mul_(Ab), 2, out=dd_t[i])
         d_At[:, es] = acc_b[0].sum((0, 1))
-    lamB = lamBT.permute(1, 2, 0).contiguous()
-    d_delta = ddT.permute(1, 2, 0).contiguous().addcmul_(u, lamB)
-    d_u = lamB.mul_(delta)
-    d_B = d_BG.permute(2, 0, 3, 1)
-    d_C = d_CG.permute(2, 0, 3, 1)
-    return d_u, d_delta, d_At.t(), d_B, d_C
+        for du_p, dd_p, d_p, u_p, lam_p, ddT_p in blk.pieces(
+                d_u[:, es].permute(2, 0, 1), d_delta[:, es].permute(2, 0, 1),
+                delta[:, es].permute(2, 0, 1), u[:, es].permute(2, 0, 1),
+                lamBT, ddT):
+            torch.mul(d_p, lam_p, out=du_p)
+            torch.addcmul(ddT_p, u_p, lam_p, out=dd_p)
+        return g, d_BT, d_CT
+
+    parts = _run_blocks(run, list(zip(blocks, saved)), workers)
+    d_BG = torch.zeros_like(BG)  # [g, l, b, s]
+    d_CG = torch.zeros_like(CG)
+    for g, d_BT, d_CT in parts:
+        d_BG[g] += d_BT
+        d_CG[g] += d_CT
+    return (d_u, d_delta, d_At.t(), d_BG.permute(2, 0, 3, 1),
+            d_CG.permute(2, 0, 3, 1))
 
 
 class _SelectiveScanFn(torch.autograd.Function):
@@ -420,21 +482,24 @@ class _SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, tile_elems, step_elems):
         save = any(ctx.needs_input_grad[:5])
-        y, last, saved = _scan_forward(u, delta, A, B, C, tile_elems,
+        y, last, saved = _scan_forward(u.detach(), delta.detach(), A.detach(),
+                                       B.detach(), C.detach(), tile_elems,
                                        step_elems, save)
-        if save:
-            ctx.save_for_backward(u, delta, A, B, C, *saved)
+        if save:  # per block: checkpoints, time-major delta, delta * u
+            ctx.save_for_backward(u, delta, A, B, C,
+                                  *[t for blk in saved for t in blk])
         ctx.sizes = (tile_elems, step_elems)
         return y, last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, glast):
-        u, delta, A, B, C, *saved = ctx.saved_tensors
+        u, delta, A, B, C, *flat = ctx.saved_tensors
+        saved = [flat[i:i + 3] for i in range(0, len(flat), 3)]
         if gy is None:
             gy = torch.zeros_like(u)
-        grads = _scan_backward(u, delta, A, B, C, gy, glast, saved,
-                               *ctx.sizes)
+        grads = _scan_backward(u, delta, A, B, C, gy.contiguous(), glast,
+                               saved, *ctx.sizes)
         return (*grads, None, None)
 
 

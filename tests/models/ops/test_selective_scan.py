@@ -309,3 +309,39 @@ def test_auto_falls_back_on_cpu(monkeypatch):
 def test_mamba_ssm_probe_never_raises():
     fn = scan_module._mamba_ssm_scan_fn()
     assert fn is None or callable(fn)
+
+
+@pytest.fixture
+def worker_threads(monkeypatch):
+    """Make even small inputs use two worker threads."""
+    monkeypatch.setattr(scan_module, '_MIN_WORKER_ELEMS', 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize('groups', [None, 2])
+def test_fast_worker_threads_match_reference(worker_threads, groups):
+    blocks, workers = scan_module._plan(
+        torch.zeros(2, 8, 30), 4, groups or 1, scan_module._TILE_ELEMS,
+        scan_module._STEP_ELEMS)
+    assert workers == 2 and len(blocks) >= 2
+    x = make_inputs(2, 8, 30, 4, groups, dtype=torch.float64)
+    kwargs = dict(delta_softplus=True, return_last_state=True)
+    g = torch.Generator().manual_seed(1)
+    results = []
+    for impl in ('reference', 'fast'):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in x.items()}
+        out, last = scan(impl, leaves, **kwargs)
+        if not results:
+            g_out = torch.randn(out.shape, generator=g, dtype=out.dtype)
+            g_last = torch.randn(last.shape, generator=g, dtype=last.dtype)
+        grads = torch.autograd.grad((out * g_out).sum() + (last * g_last).sum(),
+                                    list(leaves.values()))
+        results.append((out, last, dict(zip(leaves, grads))))
+    (o_r, l_r, g_r), (o_f, l_f, g_f) = results
+    assert_close(o_f, o_r, rel=1e-10, what='out')
+    assert_close(l_f, l_r, rel=1e-10, what='last')
+    for name in g_r:
+        assert_close(g_f[name], g_r[name], rel=1e-10, what=f'd{name}')

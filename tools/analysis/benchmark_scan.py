@@ -163,9 +163,10 @@ def main():
 
     torch.set_num_threads(args.threads)
     ref_repeats = args.ref_repeats or args.repeats
+    cpu = platform.processor() or platform.machine()
     print(f'torch {torch.__version__}, {args.threads} thread(s), '
-          f'{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})'
-          f', load average at start {os.getloadavg()[0]:.2f}')
+          f'{os.cpu_count()} CPUs ({cpu}), load average at start '
+          f'{os.getloadavg()[0]:.2f}')
     print(f'median (min) wall-clock of {args.repeats} runs '
           f'({ref_repeats} for the reference) after {args.warmup} warm-up; '
           'memory = peak extra RSS of one call in a fresh process')
@@ -220,9 +221,11 @@ def main():
             mem = ('{:>8.1f} {:>9.1f}'.format(row['reference_peak_mib'],
                                               row['fast_peak_mib'])
                    if not args.no_memory else f'{"-":>8} {"-":>9}')
-            print(f'{name + " " + str(size):<28} {mode:<8} '
-                  f'{row["reference_median_ms"]:>9.1f} ({row["reference_min_ms"]:>6.1f})'
-                  f' {row["fast_median_ms"]:>7.1f} ({row["fast_min_ms"]:>6.1f})'
+            ref_t = '{:>9.1f} ({:>6.1f})'.format(row['reference_median_ms'],
+                                                 row['reference_min_ms'])
+            fast_t = '{:>7.1f} ({:>6.1f})'.format(row['fast_median_ms'],
+                                                row['fast_min_ms'])
+            print(f'{name + " " + str(size):<28} {mode:<8} {ref_t} {fast_t}'
                   f' {row["speedup"]:>8.1f}x'
                   f' {row["reference_cpu_median_ms"]:>8.1f}'
                   f' {row["fast_cpu_median_ms"]:>8.1f}'

@@ -4,12 +4,12 @@
 The recurrence (``shared/spec/ssp.md`` §1.6), per batch element ``b``,
 channel ``e`` and state index ``s``::
 
-    delta[b,e,t] = softplus(delta_raw[b,e,t] + delta_bias[e])   # optional
-    h[b,e,s]     = 0                                            # before t = 0
-    h[b,e,s]     = exp(delta[b,e,t] * A[e,s]) * h[b,e,s]
-                   + delta[b,e,t] * B[b,s,t] * u[b,e,t]         # Euler B, not ZOH
-    y[b,e,t]     = sum_s C[b,s,t] * h[b,e,s] + D[e] * u[b,e,t]
-    out[b,e,t]   = y[b,e,t] * silu(z[b,e,t])                    # optional gate
+    delta[b,e,t] = softplus(delta_raw[b,e,t] + delta_bias[e])  # optional
+    h[b,e,s] = 0 before t = 0; then for t = 0 .. length - 1:
+    h[b,e,s] = exp(delta[b,e,t] * A[e,s]) * h[b,e,s]
+               + delta[b,e,t] * B[b,s,t] * u[b,e,t]     # Euler B, not ZOH
+    y[b,e,t] = sum_s C[b,s,t] * h[b,e,s] + D[e] * u[b,e,t]
+    out[b,e,t] = y[b,e,t] * silu(z[b,e,t])               # optional gate
 
 Shapes and meaning follow ``mamba_ssm.ops.selective_scan_interface
 .selective_scan_fn``. This file is written from the spec; it shares no code
@@ -52,10 +52,11 @@ def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> Tuple[int, int,
         raise ValueError('selective_scan: `u` must have shape '
                          f'[batch, channels, length], got {tuple(u.shape)}')
     batch, channels, length = u.shape
-    if tuple(delta.shape) != (batch, channels, length):
+    bel = (batch, channels, length)
+    if tuple(delta.shape) != bel:
         raise ValueError('selective_scan: `delta` must have the shape of `u` '
-                         f'[batch, channels, length] = {(batch, channels, length)}'
-                         f', got {tuple(delta.shape)}')
+                         f'[batch, channels, length] = {bel}, got '
+                         f'{tuple(delta.shape)}')
     if A.dim() != 2 or A.shape[0] != channels:
         raise ValueError('selective_scan: `A` must have shape [channels, '
                          f'state] with channels = {channels}, got '
@@ -77,18 +78,18 @@ def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> Tuple[int, int,
         if not ok:
             raise ValueError(
                 f'selective_scan: `{name}` must have shape [batch, state, '
-                f'length] = {(batch, state, length)} or [batch, groups, state, '
-                f'length] with groups dividing channels = {channels}, got '
-                f'{tuple(t.shape)}')
+                f'length] = {(batch, state, length)} or [batch, groups, '
+                f'state, length] with groups dividing channels = {channels}, '
+                f'got {tuple(t.shape)}')
     for name, t in (('D', D), ('delta_bias', delta_bias)):
         if t is not None and tuple(t.shape) != (channels, ):
             raise ValueError(f'selective_scan: `{name}` must have shape '
                              f'[channels] = ({channels},), got '
                              f'{tuple(t.shape)}')
-    if z is not None and tuple(z.shape) != (batch, channels, length):
+    if z is not None and tuple(z.shape) != bel:
         raise ValueError('selective_scan: `z` must have the shape of `u` '
-                         f'[batch, channels, length] = {(batch, channels, length)}'
-                         f', got {tuple(z.shape)}')
+                         f'[batch, channels, length] = {bel}, got '
+                         f'{tuple(z.shape)}')
     return batch, channels, length, state
 
 

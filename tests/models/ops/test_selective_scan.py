@@ -337,8 +337,8 @@ def test_fast_worker_threads_match_reference(worker_threads, groups):
         if not results:
             g_out = torch.randn(out.shape, generator=g, dtype=out.dtype)
             g_last = torch.randn(last.shape, generator=g, dtype=last.dtype)
-        grads = torch.autograd.grad((out * g_out).sum() + (last * g_last).sum(),
-                                    list(leaves.values()))
+        loss = (out * g_out).sum() + (last * g_last).sum()
+        grads = torch.autograd.grad(loss, list(leaves.values()))
         results.append((out, last, dict(zip(leaves, grads))))
     (o_r, l_r, g_r), (o_f, l_f, g_f) = results
     assert_close(o_f, o_r, rel=1e-10, what='out')

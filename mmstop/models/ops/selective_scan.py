@@ -287,7 +287,10 @@ def _plan(u: Tensor, state: int, groups: int, tile_elems: int,
                              work // _MIN_WORKER_ELEMS))
     piece_elems = _SERIAL_ELEMS if workers > 1 else tile_elems
     if workers > 1:
-        per_group = max(-(-hpg // eb), -(-workers // groups))
+        # at least `workers` blocks, and tiles of >= 2 steps within the
+        # single-threaded op size
+        cap = max(1, _SERIAL_ELEMS // (2 * per_channel))
+        per_group = max(-(-hpg // min(eb, cap)), -(-workers // groups))
         eb = -(-hpg // per_group)
         tile_elems = min(tile_elems, _SERIAL_ELEMS)
     n = max(1, min(length, tile_elems // (per_channel * eb)))

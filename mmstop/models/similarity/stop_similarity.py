@@ -257,9 +257,11 @@ class STOPSimilarity(BaseModel):
         """
         self._log_eval_start(inputs.shape[0])
         video, text, counts = self.extract_feat(inputs, data_samples)
+        # clones: a view would carry (and pickle, e.g. with --dump) the
+        # storage of the whole batch
         for ds, vf, tf in zip(data_samples, video, text.split(counts)):
-            ds.set_field(vf, 'video_feature')
-            ds.set_field(tf, 'text_feature')
+            ds.set_field(vf.clone(), 'video_feature')
+            ds.set_field(tf.clone(), 'text_feature')
         return data_samples
 
     def _forward(self, inputs: torch.Tensor,

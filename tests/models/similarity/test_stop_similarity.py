@@ -282,3 +282,14 @@ def test_gather_is_identity_without_process_group():
         gather_features(x, torch.randn(2, 2))
     with pytest.raises(ValueError, match='grad must be one of'):
         gather_features(x, grad='mean')
+
+
+def test_predict_features_do_not_share_the_batch_storage():
+    # a view would pickle the whole batch's tensor with every sample
+    model = tiny_similarity()
+    model.eval()
+    with torch.no_grad():
+        out = model.predict(frames(3), samples([2, 1, 2]))
+    for d in out:
+        for f in (d.video_feature, d.text_feature):
+            assert f.untyped_storage().nbytes() == f.numel() * 4

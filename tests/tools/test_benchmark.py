@@ -1,0 +1,66 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""tools/analysis/benchmark.py: one measurement in a fresh worker process."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        'ssp_benchmark', osp.join(REPO_ROOT, 'tools', 'analysis',
+                                  'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_step_small(bench, tmp_path, capsys):
+    out = str(tmp_path / 'bench.json')
+    results = bench.main([
+        '--arch', 'tiny', '--size', '32', '--frames', '2', '--repeats', '2',
+        '--warmup', '0', '--threads', '1', '--impls', 'fast', '--modes',
+        'train', '--json', out
+    ])
+    assert len(results) == 1
+    r = results[0]
+    assert 'error' not in r, r.get('error')
+    assert (r['impl'], r['mode'], r['threads']) == ('fast', 'train', 1)
+    assert len(r['times_s']) == 2 and r['median_s'] > 0
+    assert r['clips_per_s'] == pytest.approx(1 / r['median_s'])
+    # tiny, 32 px / patch 16 (2 x 2 grid), 2 frames, P = 3
+    assert (r['embed_dims'], r['depth'], r['seq_len']) == (192, 24,
+                                                            1 + 2 * (4 + 3))
+    # SSP + norm_f (192) + UCF101 head (192 x 101 + 101)
+    assert r['trainable_params'] == r['ssp_params'] + 192 + 192 * 101 + 101
+    # backward + AdamW state need resident memory beyond the baseline
+    assert r['peak_rss_mib'] >= r['baseline_rss_mib'] > 0
+    assert r['peak_extra_mib'] > 0
+    table = capsys.readouterr().out
+    assert '| fast | train |' in table
+    with open(out) as f:
+        saved = json.load(f)
+    assert saved['results'][0]['median_s'] == r['median_s']
+    assert saved['info']['torch']
+
+
+def test_bad_arguments(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--repeats', '0'])
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--impls', 'cuda'])
+
+
+def test_memory_guard_stops_a_worker(bench):
+    # any worker is resident above 0.05 GiB once torch is imported
+    results = bench.main([
+        '--arch', 'tiny', '--size', '32', '--frames', '2', '--repeats', '1',
+        '--warmup', '0', '--impls', 'reference', '--modes', 'forward',
+        '--max-rss-gib', '0.05'
+    ])
+    assert 'resident memory reached' in results[0]['error']
+    assert 'median_s' not in results[0]

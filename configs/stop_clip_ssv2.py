@@ -10,7 +10,7 @@ num_frames = 12
 data_root = 'data/sthv2/videos'
 ann_file_train = 'data/sthv2/sthv2_train_list_videos.txt'
 ann_file_val = 'data/sthv2/sthv2_val_list_videos.txt'
-classnames_file = 'data/sthv2/classnames.txt'  # tools/data/classnames.py
+classnames_file = 'data/sthv2/classnames.txt'  # tools/data/build_classnames.py
 
 model = dict(cls_head=dict(class_names=classnames_file))
 train_pipeline = [

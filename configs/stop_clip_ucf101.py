@@ -20,7 +20,7 @@ num_frames = 12
 data_root = 'data/ucf101/videos'
 ann_file_train = 'data/ucf101/ucf101_train_split_1_videos.txt'
 ann_file_val = 'data/ucf101/ucf101_val_split_1_videos.txt'
-classnames_file = 'data/ucf101/classnames.txt'  # tools/data/classnames.py
+classnames_file = 'data/ucf101/classnames.txt'  # tools/data/build_classnames.py
 
 model = dict(
     type='STOPRecognizer',

@@ -1,5 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""End to end: tools/train.py, --resume, tools/test.py, tools/dist_train.sh.
+"""End to end on the STOP demo config: tools/train.py, --resume, tools/test.py,
+tools/dist_train.sh.
 
 Every run is a subprocess on the synthetic demo dataset, CPU only; the
 distributed run is 2 torchrun processes talking over gloo.
@@ -8,6 +9,7 @@ The model config is the single parameter :func:`e2e_config`; the dataset paths
 are given with ``--cfg-options`` (:func:`data_options`), so any config whose
 dataloaders hold an MMAction2-style video dataset can be swapped in.
 """
+import math
 import os
 import os.path as osp
 import pickle
@@ -17,80 +19,21 @@ import sys
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from mmstop.datasets import generate_demo_dataset
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TIMEOUT = 600  # seconds per subprocess; a hang fails instead of blocking CI
 
-# A tiny stock MMAction2 recognizer (7k-parameter X3D) standing in for the
-# mmstop demo config. Dataset paths are placeholders: tests override them.
-TINY_X3D_CONFIG = """
-_base_ = ['mmaction::_base_/default_runtime.py']
-model = dict(
-    type='Recognizer3D',
-    backbone=dict(type='X3D', gamma_w=0.5, gamma_b=1.0, gamma_d=0.5,
-                  num_stages=2, spatial_strides=(2, 2)),
-    cls_head=dict(type='I3DHead', in_channels=32, num_classes=4,
-                  spatial_type='avg', dropout_ratio=0.0,
-                  average_clips='prob'),
-    data_preprocessor=dict(type='ActionDataPreprocessor',
-                           mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375],
-                           format_shape='NCTHW'))
-train_pipeline = [
-    dict(type='DecordInit'),
-    dict(type='SampleFrames', clip_len=8, frame_interval=2, num_clips=1),
-    dict(type='DecordDecode'),
-    dict(type='Resize', scale=(48, 48), keep_ratio=False),
-    dict(type='Flip', flip_ratio=0.5),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackActionInputs')]
-val_pipeline = [
-    dict(type='DecordInit'),
-    dict(type='SampleFrames', clip_len=8, frame_interval=2, num_clips=1,
-         test_mode=True),
-    dict(type='DecordDecode'),
-    dict(type='Resize', scale=(48, 48), keep_ratio=False),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackActionInputs')]
-dataset = dict(type='VideoClsDataset', ann_file='data/demo/train.txt',
-               data_prefix=dict(video='data/demo/videos'),
-               classnames_file='data/demo/classnames.txt')
-train_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(dataset, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(dataset, ann_file='data/demo/val.txt',
-                 pipeline=val_pipeline, test_mode=True))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='AccMetric')
-test_evaluator = val_evaluator
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3, val_begin=1,
-                 val_interval=1)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
-                                    weight_decay=1e-4))
-param_scheduler = [dict(type='MultiStepLR', begin=0, end=3, by_epoch=True,
-                        milestones=[1], gamma=0.1)]
-default_hooks = dict(checkpoint=dict(interval=1, save_best='auto'),
-                     logger=dict(interval=1))
-randomness = dict(seed=0)
-"""
-
 NUM_TRAIN, NUM_VAL = 16, 8  # 4 classes x (4 train, 2 val) demo videos
 
 
 @pytest.fixture(scope='module')
-def e2e_config(tmp_path_factory):
-    """Path of the config under test (the single parameter of this module)."""
-    path = tmp_path_factory.mktemp('config') / 'tiny_x3d_demo.py'
-    path.write_text(TINY_X3D_CONFIG)
-    return str(path)
+def e2e_config():
+    """Path of the config under test (the single parameter of this module):
+    the built-in STOP demo (tiny random CLIP, official prompt modules)."""
+    return osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py')
 
 
 @pytest.fixture(scope='module')
@@ -102,7 +45,9 @@ def demo(tmp_path_factory):
 
 def data_options(demo):
     """--cfg-options pointing every dataloader at the demo dataset."""
-    options = []
+    # validate every epoch; the head reads the class names too
+    options = ['train_cfg.val_interval=1',
+               f'model.cls_head.class_names={demo["classnames_file"]}']
     for loader, ann in (('train_dataloader', 'train_ann'),
                         ('val_dataloader', 'val_ann'),
                         ('test_dataloader', 'val_ann')):
@@ -169,10 +114,21 @@ def test_train_resume_test(e2e_config, demo, tmp_path):
     second = load_ckpt(osp.join(work, 'epoch_2.pth'))
     assert second['meta']['epoch'] == 2
     assert second['meta']['iter'] == 2 * iters_per_epoch
-    # the scheduler state came back too: MultiStepLR(milestones=[1]) has
-    # decayed the learning rate once by epoch 2
+    # the optimizer and scheduler states came back too: AdamW moments
+    # exist, both schedulers counted every iteration of the two runs, and
+    # the lr is the config's schedule there (warm-up over 0.1 of the
+    # config's epochs, then cosine to 1e-8 over the remaining 0.9)
+    assert second['optimizer']['state']
+    cfg = Config.fromfile(e2e_config)
+    base_lr, epochs = cfg.optim_wrapper.optimizer.lr, cfg.max_epochs
+    step = 2 * iters_per_epoch
+    for scheduler in second['param_schedulers']:
+        assert scheduler['_global_step'] == step
+    warm, total = 0.1 * epochs * iters_per_epoch, epochs * iters_per_epoch
+    expected = 1e-8 + (base_lr - 1e-8) * 0.5 * (
+        1 + math.cos(math.pi * (step - warm) / (total - warm)))
     lrs = [g['lr'] for g in second['optimizer']['param_groups']]
-    assert lrs == pytest.approx([0.005] * len(lrs))
+    assert lrs == pytest.approx([expected] * len(lrs))
 
     # tools/test.py CONFIG CHECKPOINT --dump
     dump = str(tmp_path / 'test' / 'predictions.pkl')

@@ -85,8 +85,11 @@ def load_clip_state_dict(model: nn.Module, state: Dict[str, torch.Tensor],
         source (str): Name of the file, for error messages.
     """
     own = model.state_dict()
+    # non-persistent buffers (e.g. open_clip's causal ``attn_mask``) are
+    # rebuilt by the model; archives traced from it may still carry them
+    buffers = {name for name, _ in model.named_buffers()}
     missing = sorted(k for k in own if k not in state)
-    unexpected = sorted(k for k in state if k not in own)
+    unexpected = sorted(k for k in state if k not in own and k not in buffers)
     if missing or unexpected:
         raise KeyError(
             f'CLIP checkpoint {source} does not match the model architecture: '

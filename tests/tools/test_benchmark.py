@@ -24,12 +24,13 @@ def test_train_step_small(bench, tmp_path, capsys):
     results = bench.main([
         '--arch', 'tiny', '--size', '32', '--frames', '2', '--repeats', '2',
         '--warmup', '0', '--threads', '1', '--impls', 'fast', '--modes',
-        'train', '--json', out
+        'train', '--flush-denormal', '--json', out
     ])
     assert len(results) == 1
     r = results[0]
     assert 'error' not in r, r.get('error')
-    assert (r['impl'], r['mode'], r['threads']) == ('fast', 'train', 1)
+    assert (r['impl'], r['mode'], r['threads'], r['flush_denormal']) == (
+        'fast', 'train', 1, True)
     assert len(r['times_s']) == 2 and r['median_s'] > 0
     assert r['clips_per_s'] == pytest.approx(1 / r['median_s'])
     # tiny, 32 px / patch 16 (2 x 2 grid), 2 frames, P = 3

@@ -16,6 +16,12 @@ preprocessor would hand the backbone). Times are wall-clock per call:
 median (and min) of ``--repeats`` calls after ``--warmup`` calls;
 clips/s = batch / median.
 
+Denormals: with random weights the scans produce denormal floats, which x86
+CPUs process very slowly; after one AdamW step the train step at 112 px was
+measured 3-8x slower than with ``--flush-denormal``
+(``torch.set_flush_denormal(True)``, flush-to-zero: values below 1.2e-38
+become 0). Measure both.
+
 Memory: every (implementation, mode) runs in a fresh subprocess. After the
 model and inputs are built it reads ``VmRSS`` (the resident baseline:
 Python, libraries, weights, inputs), resets the kernel's peak-RSS mark
@@ -80,6 +86,10 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=None,
                         help='torch intra-op threads (also OMP_NUM_THREADS '
                         'of the workers); default: torch\'s default')
+    parser.add_argument('--flush-denormal', action='store_true',
+                        help='torch.set_flush_denormal(True) in the workers '
+                        '(denormal floats are slow on x86 CPUs; see '
+                        'docs/benchmarks.md)')
     parser.add_argument('--timeout', type=float, default=3600,
                         help='seconds per measurement before it is reported '
                         'as timed out (default 3600)')
@@ -181,6 +191,8 @@ def worker(args):
     _start_rss_guard(limit)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        raise SystemExit('--flush-denormal: not supported on this CPU')
     torch.manual_seed(0)
     model = build_model(args, impl)
     backbone, head = model.backbone, model.cls_head
@@ -229,6 +241,7 @@ def worker(args):
         peak_rss_mib=peak / 1024,
         peak_extra_mib=(peak - baseline) / 1024,
         threads=torch.get_num_threads(),
+        flush_denormal=bool(args.flush_denormal),
         trainable_params=sum(p.numel() for p in trainable),
         ssp_params=ssp_params,
         total_params=sum(p.numel() for p in model.parameters()),
@@ -328,7 +341,8 @@ def main(argv=None):
     print(f'# input [{args.batch}, 3, {args.frames}, {args.size}, '
           f'{args.size}], config {osp.relpath(args.config, REPO_ROOT)}'
           + (f', arch {args.arch}' if args.arch else '') +
-          f'; median of {args.repeats} after {args.warmup} warm-up')
+          f'; median of {args.repeats} after {args.warmup} warm-up; '
+          f'denormals {"flushed" if args.flush_denormal else "kept"}')
     results = []
     for impl in args.impls:
         for mode in args.modes:

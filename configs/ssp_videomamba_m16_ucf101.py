@@ -46,12 +46,7 @@ _base_ = [
     './_base_/models/ssp_videomamba_m16.py',
     './_base_/schedules/ssp_adamw_bf16.py',
 ]
-custom_imports = dict(
-    imports=[
-        'mmstop', 'mmstop.datasets.transforms.repeated_augment',
-        'mmstop.datasets.transforms.multi_view'
-    ],
-    allow_failed_imports=False)
+custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
 
 num_classes = 101
 num_frames = 8

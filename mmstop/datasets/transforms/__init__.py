@@ -1,5 +1,12 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-from .segment_sampling import (SegmentSampleFrames,  # noqa: F401
-                               official_segment_indices)
-from .text_tokenize import TokenizeText  # noqa: F401
-from .video_text_packing import PackVideoTextInputs  # noqa: F401
+from .multi_view import LongSideCrops, SegmentViewSampleFrames
+from .repeated_augment import RepeatedAugment
+from .segment_sampling import SegmentSampleFrames, official_segment_indices
+from .text_tokenize import TokenizeText
+from .video_text_packing import PackVideoTextInputs
+
+__all__ = [
+    'LongSideCrops', 'PackVideoTextInputs', 'RepeatedAugment',
+    'SegmentSampleFrames', 'SegmentViewSampleFrames', 'TokenizeText',
+    'official_segment_indices'
+]

@@ -42,6 +42,8 @@ def assert_same_clip(model, reference, atol=0.0):
                                    msg=key)
 
 
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+@pytest.mark.filterwarnings('ignore:`torch.jit.*` is deprecated:FutureWarning')
 def test_openai_torchscript_archive_loads_with_quickgelu(tmp_path):
     """OpenAI's .pt files are TorchScript archives with fp16 weights."""
     src = source_clip()

@@ -41,25 +41,13 @@ model = dict(
     # views per GPU, the effect is at round-off level, spec section 3.5)
     test_cfg=dict(max_testing_views=6))
 
-img_mean = [123.675, 116.28, 103.53]
-img_std = [58.395, 57.12, 57.375]
-clip_augment = [
-    dict(type='TorchVisionWrapper', op='RandAugment', num_ops=4, magnitude=7,
-         num_magnitude_bins=11, interpolation=2),  # 2 = bilinear
-    dict(type='RandomResizedCrop', area_range=(0.08, 1.0),
-         aspect_ratio_range=(3 / 4, 4 / 3)),
-    dict(type='Resize', scale=(224, 224), keep_ratio=False),
-    dict(type='Flip', flip_ratio=0.5),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand',
-         fill_color=img_mean, fill_std=img_std),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackActionInputs')
-]
 train_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
     dict(type='UniformSample', clip_len=num_frames, num_clips=1),
     dict(type='DecordDecode'),
-    dict(type='RepeatedAugment', num_repeats=2, transforms=clip_augment)
+    # UCF101's per-clip augmentation, twice per decoded video
+    dict(type='RepeatedAugment', num_repeats=2,
+         transforms=_base_.clip_augment)
 ]
 val_pipeline = [
     dict(type='DecordInit', io_backend='disk'),

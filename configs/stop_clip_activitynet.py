@@ -25,6 +25,7 @@
 _base_ = [
     'mmaction::_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
+    './_base_/datasets/stop_video_text.py',
     './_base_/schedules/stop_adamw.py',
 ]
 custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
@@ -65,33 +66,20 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=16,  # per GPU; x 8 GPUs = 128 gathered
     num_workers=6,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type='VideoTextRetrievalDataset',
         ann_file=ann_file_train,
         data_prefix=dict(video=data_root),
         paragraph=True,  # one caption per video: the joined sentences
         pipeline=train_pipeline))
-# Fixed evaluation batch size: official-mode video features depend on the
-# other videos of the batch (official: 16 on one process, dataset order).
+# evaluation batch fixed at 16: see configs/_base_/datasets/stop_video_text.py
 test_dataloader = dict(
-    batch_size=16,
     num_workers=6,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='VideoTextRetrievalDataset',
         ann_file=ann_file_test,
         data_prefix=dict(video=data_root),
         paragraph=True,
-        caption_mode='all',
-        pipeline=test_pipeline,
-        test_mode=True))
+        pipeline=test_pipeline))
 val_dataloader = test_dataloader
-
-val_evaluator = dict(type='VideoTextRetrievalMetric')
-test_evaluator = val_evaluator
 
 max_epochs = 10
 base_lr = 1e-3

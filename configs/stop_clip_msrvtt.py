@@ -25,6 +25,7 @@
 _base_ = [
     'mmaction::_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
+    './_base_/datasets/stop_video_text.py',
     './_base_/schedules/stop_adamw.py',
 ]
 custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
@@ -68,35 +69,18 @@ test_pipeline = [
 
 train_dataloader = dict(
     batch_size=32,  # per GPU; x 4 GPUs = 128 gathered
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type='VideoTextRetrievalDataset',
         ann_file=ann_file_train,
         data_prefix=dict(video=data_root),
         caption_mode='unfold',  # all 20 captions per video, 180k pairs
         pipeline=train_pipeline))
-# Official-mode video features depend on the other videos of the batch (the
-# inter-frame scores are min-max normalised over every frame of the batch):
-# evaluation always uses this fixed batch size (official: 16, on one
-# process, in dataset order; the model logs it at every evaluation).
+# evaluation batch fixed at 16: see configs/_base_/datasets/stop_video_text.py
 val_dataloader = dict(
-    batch_size=16,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='VideoTextRetrievalDataset',
         ann_file=ann_file_test,
         data_prefix=dict(video=data_root),
-        caption_mode='all',
-        pipeline=test_pipeline,
-        test_mode=True))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='VideoTextRetrievalMetric')
-test_evaluator = val_evaluator
 
 max_epochs = 5
 base_lr = 1e-3

@@ -37,6 +37,7 @@
 _base_ = [
     'mmaction::_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
+    './_base_/datasets/stop_video_text.py',
     './_base_/schedules/stop_adamw.py',
 ]
 custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
@@ -68,32 +69,22 @@ train_pipeline = test_pipeline
 
 train_dataloader = dict(
     batch_size=64,  # per GPU; x 8 GPUs = 512 gathered
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type='VideoTextRetrievalDataset',
         ann_file=ann_file_train,
         data_prefix=dict(video=data_root),
         caption_mode='unfold',  # every (video, caption) pair
         pipeline=train_pipeline))
-# Fixed evaluation batch size: official-mode video features depend on the
-# other videos of the batch (official: 16 on one process, dataset order).
+# evaluation batch fixed at 16 and every caption a text query: see
+# configs/_base_/datasets/stop_video_text.py
 test_dataloader = dict(
-    batch_size=16,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='VideoTextRetrievalDataset',
         ann_file=ann_file_test,
         data_prefix=dict(video=data_root),
-        caption_mode='all',  # every caption is a text query
-        pipeline=test_pipeline,
-        test_mode=True))
+        pipeline=test_pipeline))
 val_dataloader = test_dataloader
 
-val_evaluator = dict(type='VideoTextRetrievalMetric', v2t_mode='group')
+# multi-sentence v2t: a video's captions form one candidate (see above)
+val_evaluator = dict(v2t_mode='group')
 test_evaluator = val_evaluator
 
 max_epochs = 10

@@ -254,3 +254,18 @@ def test_vatex(tmp_path):
     out = tmp_path / 'v.json'
     mod.main(['--ref-captions', str(ref), '--out', str(out)])
     assert json.loads(out.read_text()) == entries
+
+
+# ----------------------------------------------- options shared by all four
+@pytest.mark.parametrize('name, argv', [
+    ('msrvtt', ['--test-csv', 'x.csv', '--out-dir', 'out']),
+    ('activitynet', ['--captions', 'x.json', '--out', 'o.json']),
+    ('didemo', ['--data-json', 'x.json', '--out', 'o.json']),
+    ('vatex', ['--vatex-json', 'x.json', '--out', 'o.json']),
+])
+def test_skip_missing_needs_video_root(name, argv, capsys):
+    mod = _load(name)
+    with pytest.raises(SystemExit) as exc:
+        mod.main(argv + ['--skip-missing'])
+    assert exc.value.code == 2
+    assert '--skip-missing needs --video-root' in capsys.readouterr().err

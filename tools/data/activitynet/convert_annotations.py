@@ -26,14 +26,21 @@ Usage::
         --captions val_1.json --ids val_ids.json \\
         --exclude v_NHznDFD3V3k --out data/anet/anet_val_1.json
 
-Only the Python standard library is used.
+Only the Python standard library is used (the code shared by the
+converters is in ``tools/data/video_text_json.py``).
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
+
+TOOLS_DATA = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if TOOLS_DATA not in sys.path:
+    sys.path.insert(0, TOOLS_DATA)
+
+from video_text_json import (add_skip_missing_args,  # noqa: E402
+                             check_skip_missing_args, write_entries)
 
 
 def read_id_list(path: str) -> List[str]:
@@ -122,26 +129,6 @@ def convert(captions_json: str,
     return entries
 
 
-def filter_missing(entries: List[dict], video_root: str) -> List[dict]:
-    """Drop entries whose video file is not under ``video_root``."""
-    kept = [e for e in entries if osp.exists(osp.join(video_root,
-                                                      e['filename']))]
-    if len(kept) != len(entries):
-        print(f'dropped {len(entries) - len(kept)} of {len(entries)} videos '
-              f'not found under {video_root}')
-    return kept
-
-
-def dump(entries: List[dict], path: str) -> None:
-    """Write entries as JSON (creating the folder)."""
-    if osp.dirname(path):
-        os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(entries, f, ensure_ascii=False, indent=1)
-    n_cap = sum(len(e['captions']) for e in entries)
-    print(f'wrote {path}: {len(entries)} videos, {n_cap} sentences')
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--captions', required=True,
@@ -156,11 +143,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--exclude', nargs='*', default=[],
                         help='video ids to drop (official: v_NHznDFD3V3k)')
     parser.add_argument('--out', required=True)
-    parser.add_argument('--video-root')
-    parser.add_argument('--skip-missing', action='store_true')
+    add_skip_missing_args(parser)
     args = parser.parse_args(argv)
-    if args.skip_missing and not args.video_root:
-        parser.error('--skip-missing needs --video-root')
+    check_skip_missing_args(parser, args)
     video_paths = None
     if args.video_path_json:
         with open(args.video_path_json, encoding='utf-8') as f:
@@ -171,9 +156,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         video_pattern=args.video_pattern,
         video_paths=video_paths,
         exclude=args.exclude)
-    if args.skip_missing:
-        entries = filter_missing(entries, args.video_root)
-    dump(entries, args.out)
+    write_entries(entries, args.out, args, 'sentences')
 
 
 if __name__ == '__main__':

@@ -29,21 +29,23 @@ Usage::
         --data-json test_data.json --video-list test_list.txt \\
         --video-pattern '{video}.mp4' --out data/didemo/didemo_test.json
 
-Only the Python standard library is used.
+Only the Python standard library is used (the code shared by the
+converters is in ``tools/data/video_text_json.py``).
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict
 from typing import List, Optional, Sequence
 
+TOOLS_DATA = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if TOOLS_DATA not in sys.path:
+    sys.path.insert(0, TOOLS_DATA)
 
-def read_list(path: str) -> List[str]:
-    """One video per line (blank lines ignored)."""
-    with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip()]
+from video_text_json import (add_skip_missing_args,  # noqa: E402
+                             check_skip_missing_args, read_list,
+                             write_entries)
 
 
 def convert(data_json: str,
@@ -100,26 +102,6 @@ def convert(data_json: str,
     return entries
 
 
-def filter_missing(entries: List[dict], video_root: str) -> List[dict]:
-    """Drop entries whose video file is not under ``video_root``."""
-    kept = [e for e in entries if osp.exists(osp.join(video_root,
-                                                      e['filename']))]
-    if len(kept) != len(entries):
-        print(f'dropped {len(entries) - len(kept)} of {len(entries)} videos '
-              f'not found under {video_root}')
-    return kept
-
-
-def dump(entries: List[dict], path: str) -> None:
-    """Write entries as JSON (creating the folder)."""
-    if osp.dirname(path):
-        os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(entries, f, ensure_ascii=False, indent=1)
-    n_cap = sum(len(e['captions']) for e in entries)
-    print(f'wrote {path}: {len(entries)} videos, {n_cap} descriptions')
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-json', required=True)
@@ -136,20 +118,16 @@ def main(argv: Optional[List[str]] = None) -> None:
         'as the official loader)')
     parser.add_argument('--exclude', nargs='*', default=[])
     parser.add_argument('--out', required=True)
-    parser.add_argument('--video-root')
-    parser.add_argument('--skip-missing', action='store_true')
+    add_skip_missing_args(parser)
     args = parser.parse_args(argv)
-    if args.skip_missing and not args.video_root:
-        parser.error('--skip-missing needs --video-root')
+    check_skip_missing_args(parser, args)
     entries = convert(
         args.data_json,
         video_list=read_list(args.video_list) if args.video_list else None,
         video_pattern=args.video_pattern,
         end_sec=args.end_sec,
         exclude=args.exclude)
-    if args.skip_missing:
-        entries = filter_missing(entries, args.video_root)
-    dump(entries, args.out)
+    write_entries(entries, args.out, args, 'descriptions')
 
 
 if __name__ == '__main__':

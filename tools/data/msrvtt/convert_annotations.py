@@ -24,16 +24,23 @@ Usage::
         --data-json MSRVTT_data.json --train-csv MSRVTT_train.9k.csv \\
         --test-csv MSRVTT_JSFUSION_test.csv --out-dir data/msrvtt/annotations
 
-Only the Python standard library is used.
+Only the Python standard library is used (the code shared by the
+converters is in ``tools/data/video_text_json.py``).
 """
 import argparse
 import csv
 import json
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict
 from typing import List, Optional
+
+TOOLS_DATA = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if TOOLS_DATA not in sys.path:
+    sys.path.insert(0, TOOLS_DATA)
+
+from video_text_json import (add_skip_missing_args,  # noqa: E402
+                             check_skip_missing_args, write_entries)
 
 
 def _filename(pattern: str, video_id: str) -> str:
@@ -119,26 +126,6 @@ def convert_test(test_csv: str,
     ]
 
 
-def filter_missing(entries: List[dict], video_root: str) -> List[dict]:
-    """Drop entries whose video file is not under ``video_root``."""
-    kept = [e for e in entries if osp.exists(osp.join(video_root,
-                                                      e['filename']))]
-    if len(kept) != len(entries):
-        print(f'dropped {len(entries) - len(kept)} of {len(entries)} videos '
-              f'not found under {video_root}')
-    return kept
-
-
-def dump(entries: List[dict], path: str) -> None:
-    """Write entries as JSON (creating the folder)."""
-    if osp.dirname(path):
-        os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(entries, f, ensure_ascii=False, indent=1)
-    n_cap = sum(len(e['captions']) for e in entries)
-    print(f'wrote {path}: {len(entries)} videos, {n_cap} captions')
-
-
 def parse_args(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-json', help='MSRVTT_data.json (training)')
@@ -152,17 +139,13 @@ def parse_args(argv: Optional[List[str]] = None):
         default='{video_id}.mp4',
         help='video file name relative to the video folder; {video_id} is '
         'replaced (default: %(default)s)')
-    parser.add_argument(
-        '--video-root',
-        help='with --skip-missing: drop videos not found in this folder')
-    parser.add_argument('--skip-missing', action='store_true')
+    add_skip_missing_args(parser)
     args = parser.parse_args(argv)
     if args.train_csv and not args.data_json:
         parser.error('--train-csv needs --data-json')
     if not (args.train_csv or args.test_csv):
         parser.error('give --train-csv/--data-json and/or --test-csv')
-    if args.skip_missing and not args.video_root:
-        parser.error('--skip-missing needs --video-root')
+    check_skip_missing_args(parser, args)
     return args
 
 
@@ -177,9 +160,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         jobs.append((args.test_name,
                      convert_test(args.test_csv, args.video_pattern)))
     for name, entries in jobs:
-        if args.skip_missing:
-            entries = filter_missing(entries, args.video_root)
-        dump(entries, osp.join(args.out_dir, name))
+        write_entries(entries, osp.join(args.out_dir, name), args)
 
 
 if __name__ == '__main__':

@@ -7,6 +7,9 @@
   (``$MMSTOP_PARITY_DIR``, else ``../shared/parity`` beside the checkout). A
   missing directory skips the parity tests with a visible reason, unless
   ``MMSTOP_REQUIRE_PARITY=1`` (set by ``.ci/run``) turns that into a failure.
+* ``one_thread`` / ``torch_seed``: one torch intra-op thread for a module /
+  ``torch.manual_seed(0)`` before each test, for the modules that ask with
+  ``pytestmark = pytest.mark.usefixtures('one_thread', ...)``.
 """
 import os
 import os.path as osp
@@ -68,3 +71,27 @@ def stop_weights():
 @pytest.fixture(scope='session')
 def ssp_weights():
     return import_parity_weights('ssp')
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Run a test module with one torch intra-op thread (restored after).
+
+    Small models are many small ops, and on the shared 2-core machine 2
+    OpenMP threads stall when the other core is busy: measured ~5x slower
+    for tests/models/backbones/test_videomamba.py, 1.1 s instead of 0.03 s
+    per tiny STOP forward, 305 s instead of 20 s for the full-size SSP parity
+    sequence (c) under the same load.
+    """
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def torch_seed():
+    """``torch.manual_seed(0)`` before the test."""
+    import torch
+    torch.manual_seed(0)

@@ -51,12 +51,8 @@ def config_path(name):
 
 
 @pytest.fixture(scope='module', autouse=True)
-def _scope_and_threads():
+def _scope_and_threads(one_thread):  # many small ops: tests/conftest.py
     init_default_scope('mmaction')
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small ops; see tests/models/backbones
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='module', params=sorted(RECIPES))

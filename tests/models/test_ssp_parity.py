@@ -29,25 +29,13 @@ from mmengine.registry import init_default_scope
 from mmstop.models.backbones import BiMambaMixer, convert_official_state_dict
 from mmstop.registry import MODELS
 
-pytestmark = pytest.mark.parity
+# the forward is many small ops: one intra-op thread (tests/conftest.py;
+# measured for (c): 20 s with 1 thread, 305 s with 2, same load)
+pytestmark = [pytest.mark.parity, pytest.mark.usefixtures('one_thread')]
 
 REL_TOL = 2e-5  # README: |a - e|.max() <= 2e-5 * |e|.max()
 # (a), (b) and the full-size sequence (c): L = 1 + 8 * (196 + 3) = 1593
 GOLDEN = ['tiny_img64_T4_B2', 'middle_img64_T4_B2', 'tiny_img224_T8_B2']
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Run this module with one intra-op thread.
-
-    The forward is many small ops; on the shared 2-core machine OpenMP with
-    2 threads stalls when the other core is busy (measured for (c): 20 s
-    with 1 thread, 305 s with 2, same load). Restored afterwards.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def assert_close(actual, expected, name, rel=REL_TOL):

@@ -23,12 +23,8 @@ CONFIG = osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py')
 BATCH = 4
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small ops; see tests/models/backbones
-    yield
-    torch.set_num_threads(n)
+# many small ops: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -3,11 +3,9 @@
 (subprocesses, CPU, HF_HUB_OFFLINE=1) with configs/stop_clip_retrieval_demo.py
 on the generated video-text demo dataset."""
 import json
-import os
 import os.path as osp
 import pickle
 import re
-import subprocess
 import sys
 
 import pytest
@@ -17,7 +15,6 @@ from mmstop.datasets import generate_demo_dataset
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py')
-TIMEOUT = 600  # seconds per subprocess; a hang fails instead of blocking CI
 NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 2, 2
 METRIC_KEYS = [f'retrieval/{d}/{m}' for d in ('t2v', 'v2t')
                for m in ('R@1', 'R@5', 'R@10', 'MdR', 'MnR')]
@@ -42,19 +39,6 @@ def data_options(demo):
     return options
 
 
-def run(cmd, log_path):
-    env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
-    with open(log_path, 'w') as log:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, timeout=TIMEOUT)
-    with open(log_path) as f:
-        output = f.read()
-    assert proc.returncode == 0, (
-        f'{" ".join(cmd)} exited with {proc.returncode}; log tail:\n'
-        f'{output[-4000:]}')
-    return output
-
-
 def metrics_line(output, tag):
     lines = [ln for ln in output.splitlines() if tag in ln]
     assert lines, f'no {tag!r} line in the log'
@@ -63,14 +47,14 @@ def metrics_line(output, tag):
     return {k: float(v) for k, v in values.items()}
 
 
-def test_train_then_test(demo, tmp_path):
+def test_train_then_test(run_tool, demo, tmp_path):
     with open(demo['captions_val']) as f:
         val = json.load(f)
     num_videos = len(val)
     num_captions = sum(len(e['captions']) for e in val)
 
     work = str(tmp_path / 'work')
-    out = run([
+    out = run_tool([
         sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), CONFIG,
         '--work-dir', work, '--cfg-options', 'train_cfg.max_epochs=1',
         'train_cfg.val_interval=1', *data_options(demo)
@@ -86,7 +70,7 @@ def test_train_then_test(demo, tmp_path):
                for k in state['state_dict'])
 
     dump = str(tmp_path / 'test' / 'predictions.pkl')
-    out = run([
+    out = run_tool([
         sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), CONFIG,
         ckpt, '--work-dir', str(tmp_path / 'test'), '--dump', dump,
         '--cfg-options', *data_options(demo)

@@ -14,15 +14,8 @@ TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools',
                 'model_converters', 'ssp_official_to_mmstop.py')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: these models are many small ops, and on the
-    shared 2-core machine 2 OpenMP threads stall when the other core is busy
-    (this file: ~5x slower). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# many small ops: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tool_main(*argv):

@@ -1,11 +1,9 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """End to end: configs/ssp_videomamba_demo.py through tools/train.py and
 tools/test.py (subprocesses, CPU) on a freshly generated demo dataset."""
-import os
 import os.path as osp
 import pickle
 import re
-import subprocess
 import sys
 
 import torch
@@ -17,22 +15,6 @@ from mmstop.registry import MODELS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'ssp_videomamba_demo.py')
-TIMEOUT = 600  # seconds per subprocess; a hang fails instead of blocking CI
-
-
-def run(cmd, log_path):
-    # one OpenMP thread: the demo is many small ops, and 2 threads stall
-    # when the other core is busy
-    env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
-    with open(log_path, 'w') as log:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, timeout=TIMEOUT)
-    with open(log_path) as f:
-        output = f.read()
-    assert proc.returncode == 0, (
-        f'{" ".join(cmd)} exited with {proc.returncode}; log tail:\n'
-        f'{output[-4000:]}')
-    return output
 
 
 def data_options(demo):
@@ -53,14 +35,14 @@ def trainable_names():
     return [k for k, p in model.named_parameters() if p.requires_grad]
 
 
-def test_ssp_demo_train_then_test(tmp_path):
+def test_ssp_demo_train_then_test(run_tool, tmp_path):
     demo = generate_demo_dataset(str(tmp_path / 'demo'), num_classes=4,
                                  train_per_class=4, val_per_class=2, seed=0)
     cfg = Config.fromfile(CONFIG)
     epochs = cfg.train_cfg.max_epochs
     work = str(tmp_path / 'work')
 
-    out = run([
+    out = run_tool([
         sys.executable, osp.join('tools', 'train.py'), CONFIG, '--work-dir',
         work, '--cfg-options', *data_options(demo)
     ], tmp_path / 'train.log')
@@ -82,7 +64,7 @@ def test_ssp_demo_train_then_test(tmp_path):
     assert state['backbone.ssp.inner_prompt.conv.weight'].abs().sum() > 0
 
     dump = str(tmp_path / 'test' / 'predictions.pkl')
-    out = run([
+    out = run_tool([
         sys.executable, osp.join('tools', 'test.py'), CONFIG, ckpt_path,
         '--work-dir', str(tmp_path / 'test'), '--dump', dump,
         '--cfg-options', *data_options(demo)

@@ -10,11 +10,9 @@ are given with ``--cfg-options`` (:func:`data_options`), so any config whose
 dataloaders hold an MMAction2-style video dataset can be swapped in.
 """
 import math
-import os
 import os.path as osp
 import pickle
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -24,7 +22,6 @@ from mmengine.config import Config
 from mmstop.datasets import generate_demo_dataset
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TIMEOUT = 600  # seconds per subprocess; a hang fails instead of blocking CI
 
 NUM_TRAIN, NUM_VAL = 16, 8  # 4 classes x (4 train, 2 val) demo videos
 
@@ -60,21 +57,6 @@ def data_options(demo):
     return options
 
 
-def run(cmd, log_path, **env):
-    full_env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
-                    **env)
-    with open(log_path, 'w') as log:
-        proc = subprocess.run(
-            cmd, cwd=REPO_ROOT, env=full_env, stdout=log,
-            stderr=subprocess.STDOUT, timeout=TIMEOUT)
-    with open(log_path) as f:
-        output = f.read()
-    assert proc.returncode == 0, (
-        f'{" ".join(cmd)} exited with {proc.returncode}; log tail:\n'
-        f'{output[-4000:]}')
-    return output
-
-
 def tool(name):
     return osp.join(REPO_ROOT, 'tools', name)
 
@@ -89,10 +71,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_train_resume_test(e2e_config, demo, tmp_path):
+def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
     work = str(tmp_path / 'work')
     # --cfg-options: 1 epoch instead of the config's 3, demo data paths
-    out = run([
+    out = run_tool([
         sys.executable, tool('train.py'), e2e_config, '--work-dir', work,
         '--cfg-options', 'train_cfg.max_epochs=1', *data_options(demo)
     ], tmp_path / 'train.log')
@@ -104,7 +86,7 @@ def test_train_resume_test(e2e_config, demo, tmp_path):
     assert first['meta']['epoch'] == 1 and iters_per_epoch > 0
 
     # --resume (auto): continues from epoch_1.pth with its optimizer state
-    out = run([
+    out = run_tool([
         sys.executable, tool('train.py'), e2e_config, '--work-dir', work,
         '--resume', '--cfg-options', 'train_cfg.max_epochs=2',
         *data_options(demo)
@@ -132,7 +114,7 @@ def test_train_resume_test(e2e_config, demo, tmp_path):
 
     # tools/test.py CONFIG CHECKPOINT --dump
     dump = str(tmp_path / 'test' / 'predictions.pkl')
-    out = run([
+    out = run_tool([
         sys.executable, tool('test.py'), e2e_config,
         osp.join(work, 'epoch_2.pth'), '--work-dir',
         str(tmp_path / 'test'), '--dump', dump, '--cfg-options',
@@ -146,9 +128,9 @@ def test_train_resume_test(e2e_config, demo, tmp_path):
     assert all(p['pred_score'].shape == (4, ) for p in predictions)
 
 
-def test_dist_train_two_processes_gloo(e2e_config, demo, tmp_path):
+def test_dist_train_two_processes_gloo(run_tool, e2e_config, demo, tmp_path):
     work = str(tmp_path / 'work')
-    out = run([
+    out = run_tool([
         'bash', tool('dist_train.sh'), e2e_config, '2', '--work-dir', work,
         '--cfg-options', 'train_cfg.max_epochs=1', *data_options(demo)
     ], tmp_path / 'dist_train.log', PORT=str(free_port()))

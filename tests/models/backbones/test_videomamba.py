@@ -13,20 +13,8 @@ from mmstop.registry import MODELS
 SMALL = dict(embed_dims=32, depth=3)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: these models are many small ops, and on the
-    shared 2-core machine 2 OpenMP threads stall when the other core is busy
-    (this file: ~5x slower). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+# many small ops: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('one_thread', 'torch_seed')
 
 
 def small_model(**kw):

@@ -17,20 +17,8 @@ from mmstop.models.prompts import (FrameImportance, IntraFrameGathering,
 REL_TOL = 2e-5
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: these models are many small ops, and on the
-    shared 2-core machine 2 OpenMP threads stall when the other core is busy
-    (this file: ~5x slower). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+# many small ops: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('one_thread', 'torch_seed')
 
 
 def assert_close(actual, expected, name, rel=REL_TOL):

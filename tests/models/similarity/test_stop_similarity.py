@@ -19,15 +19,8 @@ IMAGE = 32
 CONTEXT = 16
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: the tiny model is many small ops, and on a
-    shared 2-core machine 2 OpenMP threads stall when the other core is busy
-    (measured: 1.1 s instead of 0.03 s per forward). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# many small ops: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny_similarity(**kwargs):

@@ -1,15 +1,26 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Time STOP's prompt convolutions on CPU: ``F.conv3d`` vs the FFT path.
 
-``mmstop.models.utils.conv3d_same`` uses real FFTs on CPU for float64 and
-when a backward pass follows, and ``F.conv3d`` (mkldnn) for float32
-inference. This script measures both backends on the official STOP shapes
-(ViT-B/32, 224 px, 12 frames) and on the demo's shapes, forward and
-forward+backward, and prints the time ratios and the float32 differences.
+``mmstop.models.utils.conv3d_same`` picks ``F.conv3d`` (mkldnn) or real FFTs
+on CPU per convolution (rule in its docstring). This script measures both
+backends on every convolution of the official STOP model (ViT-B/32, 224 px,
+12 frames) and of the demo config, forward and forward+backward in float32,
+and prints the time ratios, the float32 differences and which backend
+``conv3d_same`` picks.
+
+With ``--model CONFIG`` it times a whole STOP recognizer instead (random
+weights, random input of the config's train batch size and clip shape):
+the eval forward and one training step (loss, backward, optimizer step on
+the trainable parameters), with ``conv3d_same``'s rule ('auto'), with
+``F.conv3d`` for every convolution ('direct') and with FFTs for every
+convolution ('fft').
 
 Usage::
 
     python tools/analysis/benchmark_conv.py [--repeats 3] [--threads N]
+    python tools/analysis/benchmark_conv.py --model configs/stop_clip_demo.py
+    python tools/analysis/benchmark_conv.py --model configs/stop_clip_ucf101.py \
+        --batch-size 1
 """
 import argparse
 import statistics
@@ -18,22 +29,38 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mmstop.models.utils.conv import _conv3d_fft
+import mmstop.models.utils.conv as conv_module
+from mmstop.models.utils.conv import _conv3d_fft, uses_fft
 
+# Every convolution of the official STOP model (ViT-B/32, 224 px, 12
+# frames, one video) and of configs/stop_clip_demo.py (32 px frames, 8 x 8
+# patches, width 64, 8 frames, batch 4).
 # name, input [B, C_in, T, H, W], kernel [C_out, C_in, kT, kH, kW], padding
 SHAPES = [
-    ('intra conv 9->9, 224px, T=12', (1, 9, 12, 224, 224), (9, 9, 3, 11, 11),
+    ('intra conv 3->9, 224px', (1, 3, 12, 224, 224), (9, 3, 3, 11, 11),
      (1, 5, 5)),
-    ('inter conv 1->9, 49x768, T=12', (1, 1, 12, 49, 768), (9, 1, 3, 15, 25),
+    ('intra conv 9->9, 224px', (1, 9, 12, 224, 224), (9, 9, 3, 11, 11),
+     (1, 5, 5)),
+    ('intra conv 9->16, 224px', (1, 9, 12, 224, 224), (16, 9, 3, 11, 11),
+     (1, 5, 5)),
+    ('intra scorer 3->1, 224px', (1, 3, 12, 224, 224), (1, 3, 5, 11, 11),
+     (2, 5, 5)),
+    ('inter conv 1->9, 49x768', (1, 1, 12, 49, 768), (9, 1, 3, 15, 25),
      (1, 7, 12)),
-    ('inter conv 9->1, 49x768, T=12', (1, 9, 12, 49, 768), (1, 9, 3, 15, 25),
+    ('inter conv 9->1, 49x768', (1, 9, 12, 49, 768), (1, 9, 3, 15, 25),
      (1, 7, 12)),
-    ('demo intra 9->9, 32px, T=8, B=4', (4, 9, 8, 32, 32), (9, 9, 3, 5, 5),
+    ('inter scorer 1->1, 49x768', (1, 1, 12, 49, 768), (1, 1, 5, 11, 11),
+     (2, 5, 5)),
+    ('demo intra 3->9', (4, 3, 8, 32, 32), (9, 3, 3, 5, 5), (1, 2, 2)),
+    ('demo intra 9->9', (4, 9, 8, 32, 32), (9, 9, 3, 5, 5), (1, 2, 2)),
+    ('demo intra 9->16', (4, 9, 8, 32, 32), (16, 9, 3, 5, 5), (1, 2, 2)),
+    ('demo intra scorer 3->1', (4, 3, 8, 32, 32), (1, 3, 3, 5, 5),
      (1, 2, 2)),
-    ('demo inter 9->1, 16x64, T=8, B=4', (4, 9, 8, 16, 64), (1, 9, 3, 15, 25),
-     (1, 7, 12)),
+    ('demo inter 1->9', (4, 1, 8, 16, 64), (9, 1, 3, 15, 25), (1, 7, 12)),
+    ('demo inter 9->1', (4, 9, 8, 16, 64), (1, 9, 3, 15, 25), (1, 7, 12)),
+    ('demo inter scorer 1->1', (4, 1, 8, 16, 64), (1, 1, 5, 11, 11),
+     (2, 5, 5)),
 ]
-
 
 def run(fn, x, w, pad, backward):
     x = x.clone().requires_grad_(backward)
@@ -53,18 +80,102 @@ def fft(x, w, pad):
     return _conv3d_fft(x, w, None, pad)
 
 
-def main():
+def picked_backend(x, w, backward):
+    """The backend ``conv3d_same`` chooses for this call."""
+    return 'FFT' if uses_fft(x, w.detach().requires_grad_(backward)) else 'F.conv3d'
+
+
+RULES = {
+    'auto': uses_fft,
+    'direct': lambda x, w: False,
+    'fft': lambda x, w: True,
+}
+
+
+def benchmark_model(config, repeats, batch_size=None):
+    """Time a STOP recognizer's eval forward and train step per rule."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmaction.structures import ActionDataSample
+    from mmstop.registry import MODELS
+
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmaction'))
+    head = cfg.model.cls_head
+    num_classes = head.get('num_classes') or 4
+    head.class_names = [f'class {i}' for i in range(num_classes)]
+    head.pop('num_classes', None)
+    backbone = cfg.model.backbone
+    arch = backbone.arch
+    size = arch.get('image_size', 224) if isinstance(arch, dict) else 224
+    frames = backbone.num_frames
+    batch = batch_size or cfg.train_dataloader.batch_size
+    backbone.pretrained = None  # random weights
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    inputs = torch.randn(batch, 1, 3, frames, size, size)
+    samples = []
+    for i in range(batch):
+        sample = ActionDataSample()
+        sample.set_gt_label(i % num_classes)
+        samples.append(sample)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(inputs, samples, mode='predict')
+
+    def train_step():
+        model.train()
+        losses = model(inputs, samples, mode='loss')
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    print(f'{config}: batch {batch} x {frames} frames x {size}px, '
+          f'{sum(p.numel() for p in params)} trainable parameters')
+    print('| rule | eval forward (s) | train step (s) |')
+    print('|---|---:|---:|')
+    original = conv_module.uses_fft
+    try:
+        for rule, fn in RULES.items():
+            conv_module.uses_fft = fn
+            row = []
+            for step in (forward, train_step):
+                step()  # warm-up
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - start)
+                row.append(statistics.median(times))
+            print(f'| {rule} | {row[0]:.3f} | {row[1]:.3f} |')
+    finally:
+        conv_module.uses_fft = original
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None)
-    args = parser.parse_args()
+    parser.add_argument('--model', default=None,
+                        help='a STOP recognition config: time the model')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='with --model: instead of the config\'s')
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'median of {args.repeats} runs after one warm-up')
-    print('| shape | pass | F.conv3d (s) | FFT (s) | F.conv3d / FFT | '
-          'max rel diff |')
-    print('|---|---|---:|---:|---:|---:|')
+    if args.model:
+        benchmark_model(args.model, args.repeats, args.batch_size)
+        return
+    print('| convolution | pass | F.conv3d (s) | FFT (s) | F.conv3d / FFT | '
+          'max rel diff | conv3d_same uses |')
+    print('|---|---|---:|---:|---:|---:|---|')
     torch.manual_seed(0)
     for name, xs, ws, pad in SHAPES:
         x = torch.randn(*xs)
@@ -82,7 +193,8 @@ def main():
                          outs['direct'].abs().max())
             print(f"| {name} | {'fwd+bwd' if backward else 'fwd'} | "
                   f"{times['direct']:.3f} | {times['fft']:.3f} | "
-                  f"{times['direct'] / times['fft']:.1f} | {diff:.1e} |")
+                  f"{times['direct'] / times['fft']:.1f} | {diff:.1e} | "
+                  f"{picked_backend(x, w, backward)} |")
 
 
 if __name__ == '__main__':

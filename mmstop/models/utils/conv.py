@@ -41,6 +41,18 @@ def _conv3d_fft(x: torch.Tensor, weight: torch.Tensor,
     return y.contiguous()
 
 
+def uses_fft(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`conv3d_same` computes this call with FFTs (the rule
+    documented there)."""
+    if x.device.type != 'cpu':
+        return False
+    needs_backward = torch.is_grad_enabled() and (x.requires_grad
+                                                  or weight.requires_grad)
+    out_channels, in_channels = weight.shape[:2]
+    return (x.dtype == torch.float64 or out_channels == 1
+            or (in_channels == 1 and needs_backward))
+
+
 def conv3d_same(x: torch.Tensor,
                 weight: torch.Tensor,
                 bias: Optional[torch.Tensor],
@@ -48,18 +60,26 @@ def conv3d_same(x: torch.Tensor,
     """Stride-1 3D convolution with a CPU backend chosen for speed.
 
     STOP's prompt modules use few channels and large kernels (up to
-    ``3 x 15 x 25``). On CPU, PyTorch's Conv3d handles these badly: float64
-    has no mkldnn kernel and falls back to one im2col buffer for the whole
-    volume (more than 12 GB for the inter-frame convolution at 4 frames), and
-    mkldnn's float32 *backward* is 10-60x slower than its forward here
-    (``tools/analysis/benchmark_conv.py``). So, on CPU:
+    ``3 x 15 x 25``). On CPU, PyTorch's Conv3d handles some of them badly:
+    float64 has no mkldnn kernel and falls back to one im2col buffer for the
+    whole volume (more than 12 GB for the inter-frame convolution at 4
+    frames), and mkldnn is slow for convolutions to one output channel (the
+    scorers and the last prompt layer: FFTs are up to 113x faster forward
+    and 2.6-49x faster forward+backward) and, when training, from one input
+    channel (1.9-2.6x). Elsewhere mkldnn wins (FFTs 1.4-5x slower). Measured
+    with ``tools/analysis/benchmark_conv.py`` on every convolution of the
+    official model and of the demo; results in ``docs/benchmarks.md``. So,
+    on CPU, the correlation is computed with real FFTs (the same mathematics
+    up to round-off: about 1e-15 relative in float64, 1e-6 in float32) when
 
-    * float64, or float32 when a backward pass will follow (grad mode on and
-      an input requiring grad): the correlation is computed with real FFTs,
-      the same mathematics up to round-off (about 1e-15 relative in float64,
-      1e-6 in float32);
-    * float32 inference: ``F.conv3d`` (mkldnn), the backend of the official
-      code, so eval outputs match it to its own rounding.
+    * the input is float64, or
+    * the kernel has one output channel, or
+    * the kernel has one input channel and a backward pass will follow
+      (grad mode on and an input requiring grad);
+
+    and with ``F.conv3d`` (mkldnn) otherwise. Both backends reproduce the
+    official float32 outputs within the golden data's tolerances
+    (tests/models/test_stop_parity.py).
 
     On other devices ``F.conv3d`` is always used.
 
@@ -72,9 +92,6 @@ def conv3d_same(x: torch.Tensor,
     Returns:
         torch.Tensor: ``[B, C_out, T', H', W']``.
     """
-    if x.device.type == 'cpu':
-        needs_backward = torch.is_grad_enabled() and (
-            x.requires_grad or weight.requires_grad)
-        if x.dtype == torch.float64 or needs_backward:
-            return _conv3d_fft(x, weight, bias, padding)
+    if uses_fft(x, weight):
+        return _conv3d_fft(x, weight, bias, padding)
     return F.conv3d(x, weight, bias, padding=tuple(padding))

@@ -10,6 +10,8 @@
 * ``one_thread`` / ``torch_seed``: one torch intra-op thread for a module /
   ``torch.manual_seed(0)`` before each test, for the modules that ask with
   ``pytestmark = pytest.mark.usefixtures('one_thread', ...)``.
+* ``load_tool``: import a script of the repository (``tools/...``) as a
+  module.
 """
 import os
 import os.path as osp
@@ -39,11 +41,10 @@ def get_parity_dir(kind: str) -> str:
     return path
 
 
-def import_parity_weights(kind: str):
-    """Import ``<parity root>/<kind>/weights.py`` as a uniquely named module."""
+def import_file(path: str, name: str):
+    """Import the Python file ``path`` as module ``name`` (once per session:
+    later calls return the module from ``sys.modules``)."""
     import importlib.util
-    path = osp.join(get_parity_dir(kind), 'weights.py')
-    name = f'_parity_weights_{kind}'
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -51,6 +52,25 @@ def import_parity_weights(kind: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def import_parity_weights(kind: str):
+    """Import ``<parity root>/<kind>/weights.py`` as a uniquely named module."""
+    return import_file(osp.join(get_parity_dir(kind), 'weights.py'),
+                       f'_parity_weights_{kind}')
+
+
+def _load_tool(relpath: str):
+    """Import ``relpath`` (relative to the repository root, e.g.
+    ``'tools/train.py'``) as a uniquely named module."""
+    name = '_mmstop_tool_' + relpath.replace('/', '_').replace('.py', '')
+    return import_file(osp.join(REPO_ROOT, relpath), name)
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """:func:`_load_tool`: ``load_tool('tools/x.py') -> module``."""
+    return _load_tool
 
 
 @pytest.fixture(scope='session')

@@ -1,22 +1,14 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """tools/analysis/benchmark.py: one measurement in a fresh worker process."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
-def bench():
-    spec = importlib.util.spec_from_file_location(
-        'ssp_benchmark', osp.join(REPO_ROOT, 'tools', 'analysis',
-                                  'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_tool):
+    return load_tool('tools/analysis/benchmark.py')
 
 
 def test_train_step_small(bench, tmp_path, capsys):

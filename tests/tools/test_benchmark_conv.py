@@ -1,7 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """tools/analysis/benchmark_conv.py --model: times a STOP recognizer with
 each convolution backend rule and leaves conv3d_same's rule in place."""
-import importlib.util
 import os.path as osp
 import re
 
@@ -14,18 +13,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_conv', osp.join(REPO_ROOT, 'tools', 'analysis',
-                                   'benchmark_conv.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_model_mode_on_the_demo_config(capsys):
+def test_model_mode_on_the_demo_config(load_tool, capsys):
     rule = conv.uses_fft
-    load_tool().main([
+    load_tool('tools/analysis/benchmark_conv.py').main([
         '--model', osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'),
         '--repeats', '1', '--batch-size', '2'
     ])

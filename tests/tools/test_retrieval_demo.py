@@ -2,11 +2,9 @@
 """tools/retrieval_demo.py: embed / query / query-video on the generated demo
 videos with a randomly initialised tiny STOP retrieval model saved as an
 MMEngine-style checkpoint; clear errors for bad input."""
-import importlib.util
 import os.path as osp
 import re
 import shutil
-import sys
 
 import pytest
 import torch
@@ -28,15 +26,8 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
-def tool():
-    name = '_mmstop_tool_retrieval_demo'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, osp.join(REPO_ROOT, 'tools', 'retrieval_demo.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+def tool(load_tool):
+    return load_tool('tools/retrieval_demo.py')
 
 
 @pytest.fixture(scope='module')

@@ -1,34 +1,20 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Command-line handling of tools/train.py, tools/test.py and the demo CLI."""
-import importlib.util
 import os.path as osp
-import sys
 
 import pytest
 from mmengine.config import Config
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-
-def load_tool(relpath):
-    name = '_mmstop_tool_' + relpath.replace('/', '_').replace('.py', '')
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO_ROOT, relpath))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
-def train_tool():
+def train_tool(load_tool):
     return load_tool('tools/train.py')
 
 
 @pytest.fixture(scope='module')
-def test_tool():
+def test_tool(load_tool):
     return load_tool('tools/test.py')
 
 
@@ -152,7 +138,7 @@ def test_test_tool_missing_checkpoint(test_tool, tmp_path):
         test_tool.main([str(config), str(tmp_path / 'gone.pth')])
 
 
-def test_generate_demo_cli(tmp_path, capsys):
+def test_generate_demo_cli(load_tool, tmp_path, capsys):
     cli = load_tool('tools/data/generate_demo_dataset.py')
     out = cli.main([
         str(tmp_path), '--num-classes', '2', '--train-per-class', '1',

@@ -1,6 +1,5 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Converters of tools/data on small hand-written samples of each format."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -14,12 +13,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 
-def _load(name):
-    path = osp.join(REPO, 'tools', 'data', name, 'convert_annotations.py')
-    spec = importlib.util.spec_from_file_location(f'_convert_{name}', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture
+def converter(load_tool):
+    """``converter(name)``: tools/data/<name>/convert_annotations.py."""
+    return lambda name: load_tool(f'tools/data/{name}/convert_annotations.py')
 
 
 def _check_loadable(entries, tmp_path, **kwargs):
@@ -60,8 +57,8 @@ MSRVTT_TEST_CSV = ('key,vid_key,video_id,sentence\n'
                    'ret1,msr9771,video9771,"a girl, a ball and a dog"\n')
 
 
-def test_msrvtt(tmp_path):
-    mod = _load('msrvtt')
+def test_msrvtt(converter, tmp_path):
+    mod = converter('msrvtt')
     (tmp_path / 'MSRVTT_data.json').write_text(json.dumps(MSRVTT_DATA))
     (tmp_path / 'train.csv').write_text(MSRVTT_TRAIN_CSV)
     (tmp_path / 'test.csv').write_text(MSRVTT_TEST_CSV)
@@ -128,8 +125,8 @@ ANET = {
 }
 
 
-def test_activitynet(tmp_path):
-    mod = _load('activitynet')
+def test_activitynet(converter, tmp_path):
+    mod = converter('activitynet')
     cap = tmp_path / 'val_1.json'
     cap.write_text(json.dumps(ANET))
     entries = mod.convert(str(cap), exclude=['v_NHznDFD3V3k'])
@@ -179,8 +176,8 @@ DIDEMO = [
 ]
 
 
-def test_didemo(tmp_path):
-    mod = _load('didemo')
+def test_didemo(converter, tmp_path):
+    mod = converter('didemo')
     src = tmp_path / 'test_data.json'
     src.write_text(json.dumps(DIDEMO))
     entries = mod.convert(str(src), video_pattern='{video}.mp4')
@@ -221,8 +218,8 @@ VATEX = [
 ]
 
 
-def test_vatex(tmp_path):
-    mod = _load('vatex')
+def test_vatex(converter, tmp_path):
+    mod = converter('vatex')
     src = tmp_path / 'vatex_validation_v1.0.json'
     src.write_text(json.dumps(VATEX, ensure_ascii=False), encoding='utf-8')
     entries = mod.convert(str(src))
@@ -263,8 +260,8 @@ def test_vatex(tmp_path):
     ('didemo', ['--data-json', 'x.json', '--out', 'o.json']),
     ('vatex', ['--vatex-json', 'x.json', '--out', 'o.json']),
 ])
-def test_skip_missing_needs_video_root(name, argv, capsys):
-    mod = _load(name)
+def test_skip_missing_needs_video_root(converter, name, argv, capsys):
+    mod = converter(name)
     with pytest.raises(SystemExit) as exc:
         mod.main(argv + ['--skip-missing'])
     assert exc.value.code == 2

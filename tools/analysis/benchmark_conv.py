@@ -82,7 +82,8 @@ def fft(x, w, pad):
 
 def picked_backend(x, w, backward):
     """The backend ``conv3d_same`` chooses for this call."""
-    return 'FFT' if uses_fft(x, w.detach().requires_grad_(backward)) else 'F.conv3d'
+    w = w.detach().requires_grad_(backward)
+    return 'FFT' if uses_fft(x, w) else 'F.conv3d'
 
 
 RULES = {
@@ -106,14 +107,11 @@ def benchmark_model(config, repeats, batch_size=None):
     num_classes = head.get('num_classes') or 4
     head.class_names = [f'class {i}' for i in range(num_classes)]
     head.pop('num_classes', None)
-    backbone = cfg.model.backbone
-    arch = backbone.arch
-    size = arch.get('image_size', 224) if isinstance(arch, dict) else 224
-    frames = backbone.num_frames
+    cfg.model.backbone.pretrained = None  # random weights
     batch = batch_size or cfg.train_dataloader.batch_size
-    backbone.pretrained = None  # random weights
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
+    frames, size = model.backbone.num_frames, model.backbone.image_size
     inputs = torch.randn(batch, 1, 3, frames, size, size)
     samples = []
     for i in range(batch):

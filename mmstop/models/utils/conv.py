@@ -42,8 +42,17 @@ def _conv3d_fft(x: torch.Tensor, weight: torch.Tensor,
 
 
 def uses_fft(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`conv3d_same` computes this call with FFTs (the rule
-    documented there)."""
+    """Whether :func:`conv3d_same` computes this call with FFTs.
+
+    The rule is documented in :func:`conv3d_same`.
+
+    Args:
+        x (torch.Tensor): Input ``[B, C_in, T, H, W]``.
+        weight (torch.Tensor): Kernel ``[C_out, C_in, kT, kH, kW]``.
+
+    Returns:
+        bool: True for the FFT path, False for ``F.conv3d``.
+    """
     if x.device.type != 'cpu':
         return False
     needs_backward = torch.is_grad_enabled() and (x.requires_grad

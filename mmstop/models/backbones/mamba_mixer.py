@@ -85,7 +85,8 @@ class BiMambaMixer(nn.Module):
         dt_max (float): Largest initial step size. Defaults to 0.1.
         scan_impl (str): ``impl`` passed to
             :func:`mmstop.models.ops.selective_scan` (``'auto'``,
-            ``'reference'`` or ``'fast'``). Defaults to ``'auto'``.
+            ``'reference'``, ``'fast'``, ``'triton'``, ``'mamba_ssm'``).
+            Defaults to ``'auto'``.
     """
 
     def __init__(self,

@@ -103,8 +103,10 @@ class VideoMamba(BaseModule):
         with_cp (bool): Gradient checkpointing of every block in training.
             Defaults to False.
         scan_impl (str): Selective-scan implementation passed to
-            :func:`mmstop.models.ops.selective_scan` (``'auto'``,
-            ``'reference'``, ``'fast'``). Defaults to ``'auto'``.
+            :func:`mmstop.models.ops.selective_scan` (``'auto'``: mamba_ssm
+            or Triton on CUDA, ``'fast'`` elsewhere; or ``'reference'``,
+            ``'fast'``, ``'triton'``, ``'mamba_ssm'``). Defaults to
+            ``'auto'``.
         pretrained (str, optional): Checkpoint to load in
             :meth:`init_weights`; same as
             ``init_cfg=dict(type='Pretrained', checkpoint=...)``.

@@ -1,8 +1,8 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""Selective scan (the S6 recurrence of Mamba / VideoMamba) in pure PyTorch.
+"""Selective scan (the S6 recurrence of Mamba / VideoMamba) and its dispatch.
 
-The recurrence (``shared/spec/ssp.md`` §1.6), per batch element ``b``,
-channel ``e`` and state index ``s``::
+The recurrence, per batch element ``b``, channel ``e`` and state index
+``s``::
 
     delta[b,e,t] = softplus(delta_raw[b,e,t] + delta_bias[e])  # optional
     h[b,e,s] = 0 before t = 0; then for t = 0 .. length - 1:
@@ -12,32 +12,115 @@ channel ``e`` and state index ``s``::
     out[b,e,t] = y[b,e,t] * silu(z[b,e,t])               # optional gate
 
 Shapes and meaning follow ``mamba_ssm.ops.selective_scan_interface
-.selective_scan_fn``. This file is written from the spec; it shares no code
-with mamba_ssm.
+.selective_scan_fn``. Implementations:
+
+* ``'reference'``: the literal sequential loop (autograd), the yardstick.
+* ``'fast'``: vectorised pure PyTorch tuned for CPUs (this file).
+* ``'triton'``: Triton kernels for GPUs, forward and backward
+  (:mod:`.selective_scan_triton`); no CUDA compilation needed.
+* ``'mamba_ssm'``: mamba_ssm's compiled CUDA kernel, when importable.
+* ``'auto'``: CUDA tensors -> ``'mamba_ssm'`` if importable, else
+  ``'triton'``; other devices -> ``'fast'``. The environment variable
+  ``MMSTOP_SCAN_IMPL`` replaces ``'auto'`` by a fixed choice (an explicit
+  ``impl`` argument, e.g. a config's ``scan_impl``, still wins). The
+  implementation chosen is logged once per (request, device type).
+
+Written from the recurrence above; shares no code with mamba_ssm.
 """
+import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-IMPLS = ('auto', 'reference', 'fast')
+IMPLS = ('auto', 'reference', 'fast', 'triton', 'mamba_ssm')
+#: environment variable that replaces ``impl='auto'`` by a fixed choice
+IMPL_ENV = 'MMSTOP_SCAN_IMPL'
 
 
+@functools.lru_cache(maxsize=None)
 def _mamba_ssm_scan_fn():
-    """Return mamba_ssm's CUDA ``selective_scan_fn`` or ``None``.
+    """Return mamba_ssm's CUDA ``selective_scan_fn`` or ``None`` (cached).
 
-    mamba_ssm is optional: any import failure (package absent, CUDA
-    extension not built, ...) simply means "not available".
+    mamba_ssm is optional: the package being absent or its compiled
+    extension failing to load (``ImportError``/``OSError``, e.g. built for
+    another torch) means "not available"; the reason is logged once. Any
+    other exception is a bug and propagates.
     """
     try:
         from mamba_ssm.ops.selective_scan_interface import \
             selective_scan_fn  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the environment
+    except (ImportError, OSError) as exc:
+        _log_once(f'mamba_ssm selective scan not available: {exc!r}',
+                  'DEBUG')
         return None
     return selective_scan_fn
+
+
+@functools.lru_cache(maxsize=None)
+def _log_once(message: str, level: str = 'INFO') -> None:
+    import logging
+    print_log(message, logger='current', level=getattr(logging, level))
+
+
+def resolve_impl(impl: str, device: Union[str, torch.device]) -> str:
+    """The implementation :func:`selective_scan` runs for ``impl``.
+
+    Args:
+        impl (str): One of ``IMPLS``.
+        device (str | torch.device): Device of the inputs.
+
+    Returns:
+        str: ``'reference'``, ``'fast'``, ``'triton'`` or ``'mamba_ssm'``.
+
+    Raises:
+        ValueError: ``impl`` or ``$MMSTOP_SCAN_IMPL`` is not one of
+            ``IMPLS``.
+        RuntimeError: the implementation cannot run here (it never falls
+            back silently), e.g. ``'mamba_ssm'`` not importable, or no Triton
+            for CUDA tensors under ``'auto'``.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f'selective_scan: impl must be one of {IMPLS}, '
+                         f'got {impl!r}')
+    device = torch.device(device)
+    requested = impl
+    if impl == 'auto' and os.environ.get(IMPL_ENV):
+        impl = os.environ[IMPL_ENV]
+        if impl not in IMPLS:
+            raise ValueError(f'selective_scan: ${IMPL_ENV} must be one of '
+                             f'{IMPLS}, got {impl!r}')
+        requested = f'{IMPL_ENV}={impl}'
+    if impl == 'auto':
+        if device.type == 'cuda':
+            impl = ('mamba_ssm'
+                    if _mamba_ssm_scan_fn() is not None else 'triton')
+        else:
+            impl = 'fast'
+    if impl == 'mamba_ssm' and _mamba_ssm_scan_fn() is None:
+        raise RuntimeError(
+            'selective_scan: impl "mamba_ssm" requested but '
+            '`mamba_ssm.ops.selective_scan_interface` cannot be imported '
+            "(install mamba_ssm, or use impl='triton' / 'auto')")
+    if impl == 'triton':
+        try:
+            from .selective_scan_triton import triton_usable
+        except ImportError as exc:
+            raise RuntimeError(
+                f'selective_scan: impl "triton" (chosen for {requested!r} on '
+                f'{device}) needs the `triton` package: {exc}. Install '
+                f"triton, or set impl='fast' explicitly (a per-step loop, "
+                f'slow on GPUs)') from exc
+        reason = triton_usable(device)
+        if reason is not None:
+            raise RuntimeError(f'selective_scan(impl="triton"): {reason}')
+    _log_once(f'selective_scan: {requested!r} on {device.type} -> {impl!r}')
+    return impl
 
 
 def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> Tuple[int, int,
@@ -585,24 +668,25 @@ def selective_scan(u: Tensor,
         return_last_state (bool): Also return the state after the last step,
             [batch, channels, state] (in the compute dtype). Defaults to False.
         impl (str): ``'reference'`` (sequential loop), ``'fast'``
-            (vectorised pure PyTorch) or ``'auto'`` (mamba_ssm's CUDA kernel
-            when importable and the tensors are on CUDA, else ``'fast'``).
-            Defaults to ``'auto'``.
+            (vectorised pure PyTorch, for CPUs), ``'triton'`` (Triton
+            kernels, for GPUs), ``'mamba_ssm'`` (its CUDA kernel) or
+            ``'auto'`` (see the module doc: CUDA -> mamba_ssm if importable,
+            else Triton; otherwise ``'fast'``; ``$MMSTOP_SCAN_IMPL``
+            replaces it). Defaults to ``'auto'``.
 
     Returns:
         Tensor | tuple[Tensor, Tensor]: ``out`` [batch, channels, length], and
         ``last_state`` when ``return_last_state``.
     """
-    if impl not in IMPLS:
-        raise ValueError(f'selective_scan: impl must be one of {IMPLS}, '
-                         f'got {impl!r}')
+    impl = resolve_impl(impl, u.device)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus,
             return_last_state)
     if impl == 'reference':
         return selective_scan_reference(*args)
-    if impl == 'auto' and u.is_cuda:
-        fn = _mamba_ssm_scan_fn()
-        if fn is not None:
-            _check_inputs(u, delta, A, B, C, D, z, delta_bias)
-            return fn(*args)
-    return selective_scan_fast(*args)
+    if impl == 'fast':
+        return selective_scan_fast(*args)
+    _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if impl == 'triton':
+        from .selective_scan_triton import selective_scan_triton
+        return selective_scan_triton(*args)
+    return _mamba_ssm_scan_fn()(*args)

@@ -15,9 +15,18 @@ situation it names:
   open-mmlab/mmaction2, ``setup.py`` packaging of ``localizers/drn`` in 1.2.0.
 * **torch >= 2.6 defaults ``torch.load(weights_only=True)``**, which cannot
   unpickle MMEngine checkpoints (they hold ``HistoryBuffer`` and numpy
-  scalars): resume, ``load_from`` and ``tools/test.py CKPT`` fail. The local
-  checkpoint loader is re-registered with ``weights_only=False``, the
-  behaviour MMEngine was written for. Only load checkpoints you trust.
+  scalars): resume, ``load_from`` and ``tools/test.py CKPT`` fail. MMEngine's
+  local (and http) checkpoint loaders are re-registered to read with
+  :func:`mmstop.utils.checkpoint.safe_torch_load`: still
+  ``weights_only=True``, with exactly the types MMEngine checkpoints hold
+  allow-listed for the call, so no file can run code when it is loaded.
+  Full unpickling needs the explicit ``unsafe://`` path prefix.
+* **bf16 scores in MMAction2's heads.** ``BaseHead.loss_by_feat`` computes
+  the training accuracy with ``cls_scores.detach().cpu().numpy()``, which
+  raises ``TypeError: Got unsupported ScalarType BFloat16`` under bf16
+  autocast (``--amp`` with ``dtype='bfloat16'``, SSP's recipe). The scores
+  are cast to fp32 before it runs (the cross-entropy is computed in fp32
+  under autocast anyway, so the loss is unchanged).
 * **torchrun on CPU.** MMEngine's PyTorch launcher always calls
   ``torch.cuda.set_device`` and MMEngine wraps models in DDP with
   ``device_ids=[LOCAL_RANK]``; both fail without CUDA. On machines without
@@ -118,6 +127,22 @@ def _patch_cpu_distributed() -> None:
     ddp_cls.__init__ = __init__
 
 
+def _patch_head_float_scores() -> None:
+    """Hand MMAction2's ``BaseHead.loss_by_feat`` fp32 class scores."""
+    from mmaction.models.heads.base import BaseHead
+
+    original = BaseHead.loss_by_feat
+    if getattr(original, '_mmstop_patched', False):
+        return
+
+    def loss_by_feat(self, cls_scores, data_samples):
+        return original(self, cls_scores.float(), data_samples)
+
+    loss_by_feat._mmstop_patched = True
+    loss_by_feat.__doc__ = original.__doc__
+    BaseHead.loss_by_feat = loss_by_feat
+
+
 def apply_patches() -> None:
     """Apply every stack work-around once (idempotent)."""
     global _APPLIED
@@ -126,4 +151,5 @@ def apply_patches() -> None:
     _patch_mmaction_drn()
     _patch_checkpoint_loader()
     _patch_cpu_distributed()
+    _patch_head_float_scores()
     _APPLIED = True

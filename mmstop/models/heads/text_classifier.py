@@ -94,7 +94,8 @@ class TextClassifierHead(BaseHead):
                 class_embeddings: torch.Tensor = None,
                 logit_scale: Optional[torch.Tensor] = None,
                 **kwargs) -> torch.Tensor:
-        """Cosine logits ``[N, num_classes]``.
+        """Cosine logits ``[N, num_classes]``, in fp32 (fp64 for fp64
+        features), also under autocast.
 
         Args:
             x (torch.Tensor): Video features ``[N, D]``.
@@ -117,6 +118,10 @@ class TextClassifierHead(BaseHead):
             scale = logit_scale.exp()
         else:
             raise ValueError('TextClassifierHead: set tau or pass logit_scale')
-        v = F.normalize(x, dim=-1)
-        s = F.normalize(class_embeddings.to(v.dtype), dim=-1)
-        return scale * v @ s.t()
+        # fp32 even under autocast: the logits are cosines times 1/tau
+        # (100 for CLIP), where bf16 would resolve steps of 0.5
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            v = F.normalize(x.to(dtype), dim=-1)
+            s = F.normalize(class_embeddings.to(dtype), dim=-1)
+            return scale * (v @ s.t())

@@ -376,7 +376,9 @@ class DynamicInterFramePrompt(nn.Module):
                 if n == 0:
                     continue
                 sel = counts == n
-                prompts[sel, :n] = self.heads[str(n)](q[sel]).transpose(1, 2)
+                # heads run in the autocast dtype; the slots keep z's
+                prompts[sel, :n] = self.heads[str(n)](q[sel]).transpose(
+                    1, 2).to(prompts.dtype)
             prompts = self.dropout(prompts)
             if self.variation_grad == 'straight_through':
                 prompts = prompts * (1 + (w - w.detach()))[..., None, None]

@@ -72,13 +72,15 @@ def symmetric_info_nce(text: torch.Tensor, video: torch.Tensor,
     if text.shape != video.shape or text.dim() != 2:
         raise ValueError('text and video features must both be [N, D], got '
                          f'{tuple(text.shape)} and {tuple(video.shape)}')
-    text = F.normalize(text.float(), dim=-1)
-    video = F.normalize(video.float(), dim=-1)
-    scale = torch.as_tensor(logit_scale, dtype=text.dtype,
-                            device=text.device).exp()
-    sim = scale * text @ video.t()
-    labels = torch.arange(sim.shape[0], device=sim.device)
-    return F.cross_entropy(sim, labels), F.cross_entropy(sim.t(), labels)
+    # fp32 even under autocast (a matmul would run in fp16/bf16 there): the
+    # similarities are cosines times 1/tau (100 for CLIP)
+    with torch.autocast(text.device.type, enabled=False):
+        text = F.normalize(text.float(), dim=-1)
+        video = F.normalize(video.float(), dim=-1)
+        scale = torch.as_tensor(logit_scale, device=text.device).float().exp()
+        sim = scale * (text @ video.t())
+        labels = torch.arange(sim.shape[0], device=sim.device)
+        return F.cross_entropy(sim, labels), F.cross_entropy(sim.t(), labels)
 
 
 @MODELS.register_module()

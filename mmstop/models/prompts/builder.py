@@ -8,6 +8,14 @@ import torch.nn as nn
 from mmstop.registry import MODELS
 
 
+def _options(cls: type) -> set:
+    """Names of the constructor arguments of ``cls``."""
+    return {
+        name for name in inspect.signature(cls.__init__).parameters
+        if name != 'self'
+    }
+
+
 def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
                       default_mode: str = 'official',
                       **defaults) -> Optional[nn.Module]:
@@ -25,6 +33,10 @@ def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
 
     Returns:
         nn.Module | None: The built module.
+
+    Raises:
+        TypeError: For an option the mode's class does not take, naming the
+            other mode it belongs to, if any.
     """
     if cfg is None:
         return None
@@ -36,14 +48,26 @@ def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
     cls = MODELS.get(classes[mode])
     if cls is None:
         raise NotImplementedError(f'{kind} mode {mode!r} is not available')
-    accepted = {
-        name for name in inspect.signature(cls.__init__).parameters
-        if name != 'self'
-    }
+    accepted = _options(cls)
     unknown = sorted(set(cfg) - accepted)
     if unknown:
-        raise TypeError(f'unknown {kind} option(s) {unknown} for mode '
-                        f'{mode!r}; expected a subset of {sorted(accepted)}')
+        others = {
+            other: _options(MODELS.get(name))
+            for other, name in classes.items()
+            if other != mode and MODELS.get(name) is not None
+        }
+        stray = [k for k in unknown
+                 if not any(k in opts for opts in others.values())]
+        if stray:
+            raise TypeError(
+                f'unknown {kind} option(s) {stray} for mode {mode!r} (no '
+                f'mode takes them); expected a subset of {sorted(accepted)}')
+        owners = sorted(o for o, opts in others.items() if set(unknown) & opts)
+        raise TypeError(
+            f'{kind} option(s) {unknown} belong to mode {" / ".join(map(repr, owners))}, '
+            f'not {mode!r}: drop them when switching modes (in a config: '
+            f"{kind}=dict(_delete_=True, mode={mode!r}, ...)); mode {mode!r} "
+            f'takes {sorted(accepted)}')
     for key, value in defaults.items():
         if key in accepted:
             cfg.setdefault(key, value)

@@ -400,6 +400,10 @@ def build_inter_frame_prompt(cfg: Optional[dict], **defaults) -> Optional[nn.Mod
     ``mode='official'`` builds :class:`AttentiveInterFramePrompt`, ``'paper'`` builds
     :class:`DynamicInterFramePrompt`; ``None`` disables the mechanism. ``defaults``
     (sizes known to the backbone) fill the options the config does not set.
+    Options both classes take go to the chosen mode; an option of the other
+    mode only (e.g. ``normalize``) raises a ``TypeError`` naming its mode;
+    mmstop's configs leave those at their defaults, so ``mode=...`` alone
+    switches them.
     """
     return build_mode_module(
         'inter_prompt', cfg, {'official': 'AttentiveInterFramePrompt', 'paper': 'DynamicInterFramePrompt'}, **defaults)

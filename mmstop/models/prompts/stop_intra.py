@@ -575,6 +575,10 @@ def build_intra_frame_prompt(cfg: Optional[dict], **defaults) -> Optional[nn.Mod
     ``mode='official'`` builds :class:`PixelIntraFramePrompt`, ``'paper'`` builds
     :class:`TokenIntraFramePrompt`; ``None`` disables the mechanism. ``defaults``
     (sizes known to the backbone) fill the options the config does not set.
+    Options both classes take go to the chosen mode; an option of the other
+    mode only (e.g. ``mask_pooling``) raises a ``TypeError`` naming its mode;
+    mmstop's configs leave those at their defaults, so ``mode=...`` alone
+    switches them.
     """
     return build_mode_module(
         'intra_prompt', cfg, {'official': 'PixelIntraFramePrompt', 'paper': 'TokenIntraFramePrompt'}, **defaults)

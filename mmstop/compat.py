@@ -64,19 +64,10 @@ def _patch_mmaction_drn() -> None:
 
 
 def _patch_checkpoint_loader() -> None:
-    """Load local MMEngine checkpoints with ``weights_only=False``."""
-    import torch
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    def load_from_local(filename, map_location):
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f'checkpoint {filename} can not be found.')
-        return torch.load(
-            filename, map_location=map_location, weights_only=False)
-
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local, force=True)
+    """Read MMEngine checkpoints with the safe loader (allow-listed
+    ``weights_only=True``)."""
+    from mmstop.utils.checkpoint import register_checkpoint_loaders
+    register_checkpoint_loaders()
 
 
 def _patch_cpu_distributed() -> None:

@@ -12,11 +12,14 @@ Three commands:
     the batch (the inter-frame scores are min-max normalised over it): the
     batch size (default: the config's test batch size) is recorded, and
     features are only comparable between runs with the same batch size and
-    file order.
+    file order. A video that cannot be read is skipped and listed (the
+    features file records it under ``skipped``); the batches are formed from
+    the readable videos in order.
 
 ``query FEATURES.pt TEXT [TEXT ...] [--top-k K]``
     Encode each text with the model of the features file and print the
-    ``K`` best-matching videos with their cosine similarity.
+    ``K`` best-matching videos with their cosine similarity. An empty text
+    is an error.
 
 ``query-video FEATURES.pt VIDEO --captions CAPTIONS.txt [--top-k K]``
     Rank the captions of a text file (one per line) for a video: a file of
@@ -37,8 +40,11 @@ Examples (the built-in demo)::
         val_0000.mp4 --captions my_captions.txt
 
 Bad input (missing folder, file, checkpoint, features file, captions file,
-an empty folder, a video that does not decode) ends with ``error: ...``
-naming the path, exit status 2.
+an empty folder, a folder where no video decodes, an empty query, a
+checkpoint that does not match the config's model) ends with ``error: ...``
+naming the path or key, exit status 2. Checkpoints and features files are
+read with mmstop's safe loader (``torch.load(weights_only=True)``): nothing
+in them can run code.
 """
 import argparse
 import os
@@ -56,10 +62,13 @@ import torch.nn.functional as F  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dataset import Compose  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import load_checkpoint  # noqa: E402
 
 import mmstop  # noqa: E402  (registers modules, applies compat patches)
 from mmstop.registry import MODELS, TRANSFORMS  # noqa: E402
+from mmstop.utils.checkpoint import (CheckpointError,  # noqa: E402
+                                     load_checkpoint_checked,
+                                     safe_torch_load)
+from mmstop.utils.fileio import atomic_torch_save  # noqa: E402
 
 FORMAT = 'mmstop-retrieval-features'
 FORMAT_VERSION = 1
@@ -100,8 +109,10 @@ def build_model(cfg: Config, checkpoint: str, device: str):
         raise DemoError(
             f'the config builds a {type(model).__name__}, not a retrieval '
             'model with encode_video / encode_text (e.g. STOPSimilarity)')
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    try:
+        load_checkpoint_checked(model, checkpoint, logger='silent')
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise DemoError(str(exc)) from exc
     return model.to(device).eval()
 
 
@@ -170,20 +181,44 @@ def load_clip(pipeline: Compose, path: str) -> torch.Tensor:
 
 
 @torch.no_grad()
+def encode_clips(model, clips: Sequence[torch.Tensor],
+                 device: str) -> torch.Tensor:
+    """L2-normalised features ``[len(clips), D]`` of one batch."""
+    data = model.data_preprocessor(
+        dict(inputs=list(clips), data_samples=None), False)
+    video, _, _ = model.extract_feat(data['inputs'].to(device))
+    return F.normalize(video.float(), dim=-1).cpu()
+
+
 def encode_videos(model, pipeline: Compose, paths: Sequence[str],
-                  batch_size: int, device: str) -> torch.Tensor:
+                  batch_size: int, device: str, skip_unreadable=False):
     """L2-normalised video features ``[N, D]``, in batches of
     ``batch_size`` in the order of ``paths`` (the last batch may be
-    smaller)."""
-    feats = []
-    for start in range(0, len(paths), batch_size):
-        clips = [load_clip(pipeline, p)
-                 for p in paths[start:start + batch_size]]
-        data = model.data_preprocessor(
-            dict(inputs=clips, data_samples=None), False)
-        video, _, _ = model.extract_feat(data['inputs'].to(device))
-        feats.append(F.normalize(video.float(), dim=-1).cpu())
-    return torch.cat(feats)
+    smaller).
+
+    With ``skip_unreadable`` a video that cannot be read is left out (the
+    batches are formed from the readable ones) and the result is
+    ``(features, kept paths, [(path, reason), ...])``.
+    """
+    feats, kept, skipped, clips = [], [], [], []
+    for i, path in enumerate(paths):
+        try:
+            clips.append(load_clip(pipeline, path))
+            kept.append(path)
+        except DemoError as exc:
+            if not skip_unreadable:
+                raise
+            skipped.append((path, str(exc)))
+            print(f'skipping: {exc}')
+        if clips and (len(clips) == batch_size or i == len(paths) - 1):
+            feats.append(encode_clips(model, clips, device))
+            clips = []
+    if not skip_unreadable:
+        return torch.cat(feats)
+    if not kept:
+        raise DemoError(f'none of the {len(paths)} video(s) could be read: '
+                        + '; '.join(reason for _, reason in skipped[:5]))
+    return torch.cat(feats), kept, skipped
 
 
 @torch.no_grad()
@@ -215,14 +250,23 @@ def cmd_embed(args) -> Dict:
           + (' (official-mode features depend on the batch: use the same '
              'batch size and folder to compare runs)'
              if batch_dependent else ''))
-    feats = encode_videos(model, video_pipeline(cfg),
-                          [osp.join(args.video_dir, f) for f in files],
-                          batch_size, device)
+    feats, kept, skipped = encode_videos(
+        model, video_pipeline(cfg),
+        [osp.join(args.video_dir, f) for f in files], batch_size, device,
+        skip_unreadable=True)
+    kept = [osp.relpath(p, args.video_dir) for p in kept]
+    skipped = [(osp.relpath(p, args.video_dir), why) for p, why in skipped]
+    if skipped:
+        print(f'skipped {len(skipped)} of {len(files)} video(s) that could '
+              'not be read:')
+        for name, _ in skipped:
+            print(f'  {name}')
     out = dict(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         root=osp.abspath(args.video_dir),
-        files=files,
+        files=kept,
+        skipped=skipped,
         video_features=feats,
         batch_size=batch_size,
         batch_dependent=batch_dependent,
@@ -232,9 +276,7 @@ def cmd_embed(args) -> Dict:
         num_frames=int(getattr(model.backbone, 'num_frames', 0)),
         context_length=int(text_tokenizer(cfg).context_length),
         mmstop_version=mmstop.__version__)
-    out_dir = osp.dirname(osp.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    torch.save(out, args.out)
+    atomic_torch_save(out, args.out)
     print(f'saved {feats.shape[0]} x {feats.shape[1]} features to {args.out}')
     return out
 
@@ -243,7 +285,12 @@ def load_features(path: str) -> Dict:
     if not osp.isfile(path):
         raise DemoError(f'features file {path} does not exist (make it with '
                         '`retrieval_demo.py embed ... --out FILE`)')
-    data = torch.load(path, map_location='cpu', weights_only=False)
+    try:
+        data = safe_torch_load(
+            path, unsafe_hint='`retrieval_demo.py embed` again (its '
+            'features files hold only tensors and Python values)')
+    except CheckpointError as exc:
+        raise DemoError(str(exc)) from exc
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         raise DemoError(f'{path} is not a features file written by '
                         '`retrieval_demo.py embed`')
@@ -279,6 +326,10 @@ def _check_dims(features: Dict, dims: int) -> None:
 
 
 def cmd_query(args) -> List[List[tuple]]:
+    empty = [i for i, text in enumerate(args.text) if not text.strip()]
+    if empty:
+        raise DemoError(f'query text {empty[0] + 1} is empty: give the '
+                        'words to search for')
     features = load_features(args.features)
     cfg, model, device = model_for(features, args)
     texts = encode_texts(model, text_tokenizer(cfg), args.text, device)

@@ -190,3 +190,32 @@ def test_clear_errors(tool, embedded, demo, model_and_ckpt, tmp_path,
                    str(tmp_path / 'y.pt')])
     assert re.search('could not read video .*broken.mp4',
                      capsys.readouterr().err)
+
+
+def test_embed_skips_and_lists_unreadable_files(tool, demo, model_and_ckpt,
+                                                tmp_path, capsys):
+    folder = tmp_path / 'mixed'
+    folder.mkdir()
+    for name in ('val_0000.mp4', 'val_0001.mp4'):
+        shutil.copy(osp.join(demo['video_dir'], name), folder / name)
+    (folder / 'empty.mp4').write_bytes(b'')
+    (folder / 'notes.avi').write_text('not a video')
+    out = tmp_path / 'mixed.pt'
+    data = tool.main(['embed', CONFIG, model_and_ckpt[2], str(folder),
+                      '--out', str(out), '--batch-size', '2'])
+    printed = capsys.readouterr().out
+    assert data['files'] == ['val_0000.mp4', 'val_0001.mp4']
+    assert data['video_features'].shape[0] == 2
+    assert [name for name, _ in data['skipped']] == ['empty.mp4',
+                                                     'notes.avi']
+    assert 'skipped 2 of 4 video(s) that could not be read' in printed
+    assert '  empty.mp4' in printed and '  notes.avi' in printed
+    assert torch.load(out, weights_only=True)['files'] == data['files']
+
+
+@pytest.mark.parametrize('text', ['', '   '])
+def test_empty_query_is_an_error(tool, embedded, text, capsys):
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['query', embedded, 'a circle', text])
+    assert exc.value.code == 2
+    assert 'query text 2 is empty' in capsys.readouterr().err

@@ -93,3 +93,27 @@ def test_unknown_keys_error_and_ignore_prefix(tmp_path, official_sd):
 def test_missing_source(tmp_path):
     with pytest.raises(SystemExit, match='not found'):
         tool_main(str(tmp_path / 'missing.pth'), str(tmp_path / 'out.pth'))
+
+
+def test_training_checkpoint_converts_and_empty_source_refused(
+        tmp_path, official_sd, capsys):
+    """An official training checkpoint (optimizer, argparse args, scaler)
+    converts under weights_only=True; a source without a VideoMamba/SSP key
+    writes nothing."""
+    import argparse
+    src, dst = tmp_path / 'checkpoint-best.pth', tmp_path / 'mmstop.pth'
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    torch.save(dict(model=official_sd, optimizer=optimizer.state_dict(),
+                    epoch=9, scaler={'scale': 65536.0},
+                    args=argparse.Namespace(lr=5e-4, model='videomamba')),
+               src)
+    tool_main(str(src), str(dst))
+    assert len(torch.load(dst, weights_only=True)['state_dict']) == len(
+        official_sd)
+    assert f'converted {len(official_sd)} of {len(official_sd)} tensors' in (
+        capsys.readouterr().out)
+    torch.save({'model': {}}, src)
+    dst.unlink()
+    with pytest.raises(SystemExit, match='no recognisable parameter'):
+        tool_main(str(src), str(dst))
+    assert not dst.exists()

@@ -23,14 +23,24 @@ Any other key is an error (name it with ``--ignore-prefix`` to drop it).
 ``load_from`` / ``tools/test.py``. Shape adaptations (2-D image patch kernel,
 position embeddings of another size) happen when the result is loaded.
 
-The source is unpickled with ``weights_only=False`` (official checkpoints
-hold optimizer state): convert only files you trust.
+The source is read with ``torch.load(weights_only=True)`` and the types of
+official training checkpoints allowed (optimizer state, numpy values,
+``argparse.Namespace`` args), so no code in it can run. A file that needs
+anything else is refused with the globals it asks for; ``--unsafe-load``
+unpickles it fully, which runs any code it contains: only for trusted files.
+A source without any VideoMamba / SSP key writes nothing.
 """
 import argparse
 import os.path as osp
 import sys
 
-import torch
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)  # a checkout's mmstop, installed or not
+
+from mmstop.utils.checkpoint import (UNSAFE_LOAD_HELP,  # noqa: E402
+                                     CheckpointError, read_converter_source,
+                                     write_converted_checkpoint)
 
 
 def parse_args(argv=None):
@@ -46,6 +56,8 @@ def parse_args(argv=None):
         metavar='PREFIX',
         help='drop source keys starting with PREFIX (repeatable), e.g. '
         'distill_head.')
+    parser.add_argument(
+        '--unsafe-load', action='store_true', help=UNSAFE_LOAD_HELP)
     return parser.parse_args(argv)
 
 
@@ -55,23 +67,22 @@ def main(argv=None):
         convert_official_state_dict, unwrap_state_dict)
     if not osp.isfile(args.src):
         sys.exit(f'error: source checkpoint not found: {args.src}')
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
     try:
+        source = unwrap_state_dict(
+            read_converter_source(args.src, args.unsafe_load),
+            source=args.src)
         state = convert_official_state_dict(
-            unwrap_state_dict(checkpoint, source=args.src),
-            ignore_prefixes=args.ignore_prefix)
-    except (KeyError, TypeError) as err:
+            source, ignore_prefixes=args.ignore_prefix)
+        write_converted_checkpoint(state, args.src, args.dst,
+                                   'ssp_official_to_mmstop')
+    except (KeyError, TypeError, CheckpointError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         sys.exit(f'error: {args.src}: {msg}')
-    torch.save(
-        dict(
-            state_dict=state,
-            meta=dict(
-                converted_from=osp.abspath(args.src),
-                converter='ssp_official_to_mmstop')), args.dst)
     n_ssp = sum(k.startswith('backbone.ssp.') for k in state)
     n_head = sum(k.startswith('cls_head.') for k in state)
-    print(f'converted {len(state)} tensors ({n_ssp} SSP, {n_head} head): '
+    print(f'converted {len(state)} of {len(source)} tensors '
+          f'({len(state) - n_ssp - n_head} backbone, {n_ssp} SSP, {n_head} '
+          f'head; {len(source) - len(state)} ignored): '
           f'{args.src} -> {args.dst}')
 
 

@@ -12,14 +12,25 @@ keys ``module.clip.*`` under DDP) or a bare state dict with the official
 loads with MMEngine's ``load_from`` / ``tools/test.py`` into an mmstop model
 whose STOP backbone is ``backbone`` (recognizer or similarity model).
 
-The source is unpickled with ``weights_only=False`` (official checkpoints
-hold optimizer state): convert only files you trust.
+The source is read with ``torch.load(weights_only=True)`` and the types of
+official training checkpoints allowed (optimizer state, numpy values,
+``argparse.Namespace`` args), so no code in it can run. A file that needs
+anything else is refused with the globals it asks for; ``--unsafe-load``
+unpickles it fully, which runs any code it contains: only for trusted files.
+A source with keys that are not official STOP/CLIP parameters, or with no
+parameter at all, writes nothing.
 """
 import argparse
 import os.path as osp
 import sys
 
-import torch
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)  # a checkout's mmstop, installed or not
+
+from mmstop.utils.checkpoint import (UNSAFE_LOAD_HELP,  # noqa: E402
+                                     CheckpointError, read_converter_source,
+                                     write_converted_checkpoint)
 
 
 def parse_args(argv=None):
@@ -31,6 +42,8 @@ def parse_args(argv=None):
         '--prefix', default='backbone.',
         help="prefix of the STOP backbone in the mmstop model "
         "(default 'backbone.'; use '' for a bare STOPCLIP)")
+    parser.add_argument(
+        '--unsafe-load', action='store_true', help=UNSAFE_LOAD_HELP)
     return parser.parse_args(argv)
 
 
@@ -39,13 +52,18 @@ def main(argv=None):
     from mmstop.models.converters import convert_official_stop
     if not osp.isfile(args.src):
         sys.exit(f'error: source checkpoint not found: {args.src}')
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
-    state = convert_official_stop(checkpoint, prefix=args.prefix)
-    torch.save(
-        dict(state_dict=state,
-             meta=dict(converted_from=osp.abspath(args.src),
-                       converter='stop_official_to_mmstop')), args.dst)
-    print(f'converted {len(state)} tensors: {args.src} -> {args.dst}')
+    try:
+        checkpoint = read_converter_source(args.src, args.unsafe_load)
+        state = convert_official_stop(checkpoint, prefix=args.prefix)
+        write_converted_checkpoint(state, args.src, args.dst,
+                                   'stop_official_to_mmstop')
+    except (KeyError, CheckpointError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        sys.exit(f'error: {args.src}: {msg}')
+    n_clip = sum(k.startswith(args.prefix + 'clip.') for k in state)
+    print(f'converted {len(state)} tensors ({n_clip} CLIP, '
+          f'{len(state) - n_clip} STOP/DGL prompt modules and adapters): '
+          f'{args.src} -> {args.dst}')
 
 
 if __name__ == '__main__':

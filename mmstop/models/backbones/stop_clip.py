@@ -53,6 +53,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 
 from mmstop.registry import MODELS
+from mmstop.utils.checkpoint import (load_checkpoint_checked,
+                                     split_pretrained_init_cfg)
 from ..clip import (build_open_clip, load_clip_state_dict,
                     read_clip_checkpoint)
 from ..clip.builder import resolve_clip_arch
@@ -115,7 +117,10 @@ class STOPCLIP(BaseModule):
             Defaults to None (random CLIP, e.g. for the demo).
         freeze_clip (bool): Freeze both CLIP towers and ``logit_scale``.
             Defaults to True.
-        init_cfg (dict, optional): MMEngine init config. Defaults to None.
+        init_cfg (dict, optional): MMEngine init config; a ``Pretrained``
+            entry (a whole STOPCLIP checkpoint, e.g. a converted official
+            one) is loaded strictly, see :meth:`init_weights`.
+            Defaults to None.
     """
 
     def __init__(self,
@@ -210,13 +215,28 @@ class STOPCLIP(BaseModule):
     # weights and freezing
     # ------------------------------------------------------------------
     def init_weights(self) -> None:
-        """Load the pretrained CLIP weights (``pretrained``), if any."""
+        """Load the pretrained CLIP weights (``pretrained``), if any, then
+        an ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None,
+        allow_mismatch=[...])`` checkpoint of the whole backbone, strictly
+        (:func:`~mmstop.utils.checkpoint.load_checkpoint_checked`: every
+        missing, unexpected or mis-shaped key not matching
+        ``allow_mismatch`` is an error)."""
+        pretrained, others = split_pretrained_init_cfg(self.init_cfg)
+        saved, self.init_cfg = self.init_cfg, (others or None)
         super().init_weights()
+        self.init_cfg = saved
         if self.pretrained is not None:
             state = read_clip_checkpoint(self.pretrained)
             load_clip_state_dict(self.clip, state, source=self.pretrained)
             MMLogger.get_current_instance().info(
                 f'loaded CLIP weights from {self.pretrained}')
+        if pretrained is not None:
+            load_checkpoint_checked(
+                self,
+                pretrained['checkpoint'],
+                allow_mismatch=pretrained.get('allow_mismatch', ()),
+                prefix=pretrained.get('prefix'),
+                hint="init_cfg=dict(type='Pretrained', allow_mismatch=[...])")
 
     def trainable_parameter_names(self) -> List[str]:
         """Names of the parameters that require gradients."""
@@ -310,6 +330,16 @@ class STOPCLIP(BaseModule):
                 f'STOPCLIP expects frames [B, {self.num_frames}, 3, '
                 f'{self.image_size}, {self.image_size}] (num_frames and '
                 f'image_size of the model), got {list(frames.shape)}')
+        if (frames.shape[0] * frames.shape[1] == 1 and getattr(
+                self.inter_prompt, 'normalize', None) == 'batch'):
+            raise ValueError(
+                'official inter-frame prompts (inter_prompt.normalize='
+                "'batch') min-max normalise the frame scores over all "
+                'batch_size x num_frames frames of a batch, and this batch '
+                'holds 1 video of 1 frame: 0/0 gives NaN features. Set '
+                "inter_prompt=dict(normalize='video') (per-video "
+                'normalisation, defined for any batch), or use batches with '
+                'at least 2 frames in total (batch_size * num_frames >= 2)')
 
     def encode_video(self, frames: torch.Tensor,
                      visual_prompts: Optional[torch.Tensor] = None,

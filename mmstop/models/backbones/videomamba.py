@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from mmstop.models.prompts.ssp import StateSpacePrompting
 from mmstop.registry import MODELS
+from mmstop.utils.checkpoint import split_pretrained_init_cfg
 from .mamba_mixer import BiMambaMixer, MambaBlock, RMSNorm
 from .videomamba_checkpoint import (adapt_videomamba_state_dict,
                                     load_videomamba_checkpoint)
@@ -107,10 +108,11 @@ class VideoMamba(BaseModule):
             or Triton on CUDA, ``'fast'`` elsewhere; or ``'reference'``,
             ``'fast'``, ``'triton'``, ``'mamba_ssm'``). Defaults to
             ``'auto'``.
-        pretrained (str, optional): Checkpoint to load in
+        pretrained (str, optional): Checkpoint to load (strictly, with the
+            known differences of published checkpoints) in
             :meth:`init_weights`; same as
-            ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
-            Defaults to None.
+            ``init_cfg=dict(type='Pretrained', checkpoint=...)``, which also
+            takes ``allow_mismatch=[key patterns]``. Defaults to None.
         init_cfg (dict, optional): MMEngine init config. Defaults to None.
     """
 
@@ -265,31 +267,24 @@ class VideoMamba(BaseModule):
     # ------------------------------------------------------------------
     # weights
     # ------------------------------------------------------------------
-    def _pretrained_checkpoint(self) -> Optional[str]:
-        cfgs = self.init_cfg
-        if isinstance(cfgs, dict):
-            cfgs = [cfgs]
-        for cfg in cfgs or []:
-            if cfg.get('type') == 'Pretrained':
-                return cfg['checkpoint']
-        return None
-
     def init_weights(self) -> None:
         """Load ``pretrained`` / ``init_cfg`` Pretrained checkpoints with
-        :func:`load_videomamba_checkpoint` (published VideoMamba formats);
-        other init configs are handled by MMEngine."""
-        checkpoint = self._pretrained_checkpoint()
-        if checkpoint is None:
+        :func:`load_videomamba_checkpoint` (published VideoMamba formats,
+        strict: ``init_cfg=dict(type='Pretrained', checkpoint=...,
+        allow_mismatch=[...])`` lists the keys that may differ); other init
+        configs are handled by MMEngine."""
+        pretrained, others = split_pretrained_init_cfg(self.init_cfg)
+        if pretrained is None:
             super().init_weights()
             return
-        others = [c for c in ([self.init_cfg] if isinstance(
-            self.init_cfg, dict) else self.init_cfg)
-                  if c.get('type') != 'Pretrained']
         if others:
             saved, self.init_cfg = self.init_cfg, others
             super().init_weights()
             self.init_cfg = saved
-        load_videomamba_checkpoint(self, checkpoint)
+        load_videomamba_checkpoint(
+            self,
+            pretrained['checkpoint'],
+            allow_mismatch=pretrained.get('allow_mismatch', ()))
         self._is_init = True
 
     # ------------------------------------------------------------------

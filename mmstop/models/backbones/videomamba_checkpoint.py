@@ -11,17 +11,15 @@
 * :func:`load_videomamba_checkpoint` reads a published VideoMamba / official
   SSP checkpoint file (``['model']`` / ``['module']`` / ``['state_dict']``
   wrappers, ``backbone.`` / ``encoder.`` prefixes) into a backbone or a
-  recognizer holding one (``head.*`` -> ``cls_head.fc_cls.*``).
+  recognizer holding one (``head.*`` -> ``cls_head.fc_cls.*``), strictly:
+  only the known differences of published checkpoints pass on their own.
 * :func:`convert_official_state_dict` maps official key names to the names of
   an mmstop recognizer (``backbone.*`` + ``cls_head.fc_cls.*``); it backs
   ``tools/model_converters/ssp_official_to_mmstop.py``.
 
-The published files and the official loader rules are listed in
-``shared/parity/ssp/published_checkpoints.json`` and ``shared/spec/ssp.md``
-§2.3.
+Files are read with the safe loader of :mod:`mmstop.utils.checkpoint`.
 """
 import math
-import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -30,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor, nn
+
+from mmstop.utils.checkpoint import CheckpointMismatchError, read_checkpoint
 
 WRAPPER_KEYS = ('model', 'module', 'state_dict')
 STRIP_PREFIXES = ('backbone.', 'encoder.')
@@ -50,27 +50,26 @@ OFFICIAL_SSP_KEY = re.compile(
     r'in_proj_bias|out_proj\.weight|out_proj\.bias)))$')
 OFFICIAL_HEAD_KEY = re.compile(r'^head\.(weight|bias)$')
 MMSTOP_HEAD_PREFIX = 'cls_head.fc_cls.'
+#: Extra modules of published checkpoints that no mmstop model has (the
+#: self-distilled image models' ``distill_head``): skipped with a log line.
+KNOWN_EXTRA_PREFIXES = ('distill_head.', )
 
 
 # --------------------------------------------------------------------------
 # reading files
 # --------------------------------------------------------------------------
 def load_checkpoint_file(filename: str, map_location='cpu') -> dict:
-    """Read a checkpoint file (local path or any mmengine-supported URL).
+    """Read a checkpoint file (local path, ``unsafe://path`` or any
+    mmengine-supported URL) with the safe loader.
 
     Raises:
         FileNotFoundError: A local ``filename`` does not exist.
     """
-    if not isinstance(filename, str):
-        raise TypeError(f'checkpoint must be a path string, got '
-                        f'{type(filename).__name__}')
-    if '://' not in filename and not osp.isfile(osp.expanduser(filename)):
+    try:
+        return read_checkpoint(filename, map_location=map_location)
+    except FileNotFoundError:
         raise FileNotFoundError(
-            f'VideoMamba checkpoint file not found: {filename!r}')
-    from mmengine.runner.checkpoint import CheckpointLoader
-    return CheckpointLoader.load_checkpoint(
-        osp.expanduser(filename) if '://' not in filename else filename,
-        map_location=map_location)
+            f'VideoMamba checkpoint file not found: {filename!r}') from None
 
 
 def unwrap_state_dict(checkpoint, source: str = '<checkpoint>'
@@ -273,7 +272,8 @@ def convert_official_state_dict(
             unknown.append(key)
     if unknown:
         raise KeyError(
-            f'{len(unknown)} key(s) are not official VideoMamba / SSP keys: '
+            f'{len(unknown)} of {len(state_dict)} key(s) are not official '
+            f'VideoMamba / SSP keys ({len(out)} recognised): '
             f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}; drop them '
             f'with ignore_prefixes (--ignore-prefix) if they are expected')
     return out
@@ -300,26 +300,44 @@ def _split_target(model: nn.Module):
 def load_videomamba_checkpoint(model: nn.Module,
                                filename: str,
                                map_location='cpu',
-                               logger='current') -> Dict[str, List[str]]:
-    """Load a published VideoMamba or an official SSP checkpoint.
+                               logger='current',
+                               allow_mismatch: Sequence[str] = ()
+                               ) -> Dict[str, List[str]]:
+    r"""Load a published VideoMamba or an official SSP checkpoint, strictly.
 
     The file may hold a bare state dict or wrap it in ``model`` / ``module``
     / ``state_dict``; ``backbone.`` / ``encoder.`` prefixes are removed.
     Backbone tensors go through :func:`adapt_videomamba_state_dict`
     (inflation, position-embedding resizing, clear shape errors). The
-    classifier (``head.*`` or ``cls_head.fc_cls.*``) is loaded into the
-    recognizer's ``cls_head.fc_cls`` when ``model`` is a recognizer and the
-    shapes agree; otherwise it is skipped with a log line (a K400 head has
-    400 classes). Other keys unknown to the backbone are skipped with a
-    warning. Tensors the checkpoint lacks keep their current values (the
-    SSP modules; ``temporal_pos_embedding`` for image checkpoints).
+    differences published checkpoints always have pass and are logged:
+
+    * every SSP tensor missing (a plain VideoMamba checkpoint: SSP trains
+      from scratch);
+    * ``temporal_pos_embedding`` missing (image checkpoints: it keeps its
+      zero init, as in the official code);
+    * ``distill_head.*`` (self-distilled image models) in the file;
+    * a classifier (``head.*`` / ``cls_head.fc_cls.*``) in the file when
+      ``model`` is a backbone, which owns no classifier.
+
+    Any other missing or unexpected key, some but not all SSP tensors, and a
+    classifier whose shape differs from the recognizer's raise
+    :class:`~mmstop.utils.checkpoint.CheckpointMismatchError` naming every
+    such key, unless it matches ``allow_mismatch`` (e.g.
+    ``[r'cls_head\.']`` for a recognizer with a new class count); allowed
+    keys keep their current values.
 
     Args:
         model (nn.Module): A :class:`VideoMamba` or a recognizer with one as
             ``.backbone`` and a linear ``.cls_head.fc_cls``.
-        filename (str): Checkpoint path (or mmengine-supported URL).
+        filename (str): Checkpoint path (``unsafe://path`` for full
+            unpickling of a trusted file, or an mmengine-supported URL).
         map_location: Passed to the loader. Defaults to ``'cpu'``.
         logger: mmengine ``print_log`` logger. Defaults to ``'current'``.
+        allow_mismatch (Sequence[str]): Regular expressions (``re.match``)
+            of keys that may be missing, unexpected or mis-shaped: backbone
+            names (``layers.0.norm.weight``), checkpoint names after prefix
+            removal (``extra.weight``) or ``cls_head.fc_cls.*``.
+            Defaults to ().
 
     Returns:
         dict: ``missing`` (backbone keys not in the file), ``skipped``
@@ -328,14 +346,23 @@ def load_videomamba_checkpoint(model: nn.Module,
     Raises:
         FileNotFoundError: ``filename`` does not exist.
         ValueError: A backbone tensor has an unadaptable shape.
+        CheckpointMismatchError: Keys differ beyond the known differences
+            and ``allow_mismatch``.
     """
     backbone, fc = _split_target(model)
+    patterns = [re.compile(p) for p in ([allow_mismatch] if isinstance(
+        allow_mismatch, str) else allow_mismatch)]
+
+    def allowed(key):
+        return any(p.match(key) for p in patterns)
+
     sd = strip_prefixes(
         unwrap_state_dict(
             load_checkpoint_file(filename, map_location), source=filename))
     own = set(backbone.state_dict().keys())
     has_ssp = backbone.ssp is not None
-    backbone_sd, head_sd, skipped = OrderedDict(), OrderedDict(), []
+    backbone_sd, head_sd, skipped, known = (OrderedDict(), OrderedDict(), [],
+                                            [])
     for key, value in sd.items():
         if OFFICIAL_HEAD_KEY.match(key):
             head_sd[key[len('head.'):]] = value
@@ -344,35 +371,41 @@ def load_videomamba_checkpoint(model: nn.Module,
         elif key in own or (has_ssp and key.startswith(SSP_OFFICIAL_PREFIXES)
                             and 'ssp.' + key in own):
             backbone_sd[key] = value
+        elif key.startswith(KNOWN_EXTRA_PREFIXES):
+            known.append(key)
         else:
             skipped.append(key)
-    if skipped:
+    unexpected = [k for k in skipped if not allowed(k)]
+    skipped += known
+    if known:
         print_log(
-            f'VideoMamba: {len(skipped)} key(s) of {filename} are not part of '
-            f'the backbone and were skipped: {skipped[:10]}'
-            f'{" ..." if len(skipped) > 10 else ""}',
-            logger=logger,
-            level=30)
+            f'VideoMamba: {len(known)} key(s) of {filename} belong to modules '
+            f'mmstop models do not have and were skipped: {known[:10]}'
+            f'{" ..." if len(known) > 10 else ""}',
+            logger=logger)
 
     result = backbone.load_state_dict(backbone_sd, strict=False)
     missing = list(result.missing_keys)
     ssp_missing = [k for k in missing if k.startswith('ssp.')]
+    ssp_total = sum(k.startswith('ssp.') for k in own)
     other_missing = [k for k in missing if not k.startswith('ssp.')]
-    if ssp_missing:
+    bad_missing = [
+        k for k in other_missing
+        if k != 'temporal_pos_embedding' and not allowed(k)
+    ]
+    if ssp_missing and len(ssp_missing) < ssp_total:
+        bad_missing += [k for k in ssp_missing if not allowed(k)]
+    elif ssp_missing:
         print_log(
-            f'VideoMamba: {len(ssp_missing)} SSP tensor(s) are not in '
+            f'VideoMamba: the {len(ssp_missing)} SSP tensor(s) are not in '
             f'{filename} and keep their init (trained from scratch)',
             logger=logger)
-    if other_missing:
-        level = 20 if other_missing == ['temporal_pos_embedding'] else 30
+    if 'temporal_pos_embedding' in other_missing:
         print_log(
-            f'VideoMamba: backbone tensor(s) missing from {filename} keep '
-            f'their current values: {other_missing[:10]}'
-            f'{" ..." if len(other_missing) > 10 else ""}',
-            logger=logger,
-            level=level)
+            f'VideoMamba: {filename} has no temporal_pos_embedding (an image '
+            'checkpoint): it keeps its zero init', logger=logger)
 
-    loaded_head = []
+    loaded_head, bad_head = [], []
     if head_sd:
         if fc is None:
             print_log(
@@ -388,17 +421,48 @@ def load_videomamba_checkpoint(model: nn.Module,
                 for k in ours))
             if same:
                 fc.load_state_dict(head_sd)
-                loaded_head = ['cls_head.fc_cls.' + k for k in head_sd]
+                loaded_head = [MMSTOP_HEAD_PREFIX + k for k in head_sd]
                 print_log(f'VideoMamba: loaded the classifier of {filename} '
                           'into cls_head.fc_cls', logger=logger)
             else:
-                ck = head_sd.get('weight')
-                ck_cls = tuple(ck.shape) if ck is not None else None
-                print_log(
-                    f'VideoMamba: classifier of {filename} skipped: its '
-                    f'weight has shape {ck_cls}, cls_head.fc_cls.weight has '
-                    f'{tuple(fc.weight.shape)} (different class count); the '
-                    'head keeps its init',
-                    logger=logger)
+                for k in sorted(set(head_sd) | set(ours)):
+                    name = MMSTOP_HEAD_PREFIX + k
+                    if allowed(name):
+                        continue
+                    shapes = [
+                        tuple(t.shape) if t is not None else 'absent'
+                        for t in (head_sd.get(k), ours.get(k))
+                    ]
+                    bad_head.append(f'{name}: checkpoint {shapes[0]}, '
+                                    f'model {shapes[1]}')
+                if not bad_head:
+                    print_log(
+                        f'VideoMamba: classifier of {filename} skipped '
+                        '(allowed by allow_mismatch): cls_head.fc_cls keeps '
+                        'its init', logger=logger, level=30)
                 skipped += ['head.' + k for k in head_sd]
+    if unexpected or bad_missing or bad_head:
+        lines = [f'VideoMamba checkpoint {filename} does not match the '
+                 'model:']
+        if bad_missing:
+            lines.append(f'  {len(bad_missing)} missing key(s): '
+                         f'{", ".join(bad_missing)}')
+        if unexpected:
+            lines.append(f'  {len(unexpected)} unexpected key(s): '
+                         f'{", ".join(unexpected)}')
+        if bad_head:
+            lines.append(f'  mis-shaped classifier: {"; ".join(bad_head)} '
+                         '(a different class count)')
+        lines.append(
+            'Loading stops here instead of leaving these tensors at their '
+            'initial values: fix the config or the checkpoint, or list the '
+            'keys you expect to differ in allow_mismatch (regular '
+            "expressions; for pretrained=..., use init_cfg=dict("
+            "type='Pretrained', checkpoint=..., allow_mismatch=[...]))")
+        raise CheckpointMismatchError('\n'.join(lines))
+    tolerated = [k for k in skipped + missing if allowed(k)]
+    if tolerated:
+        print_log(
+            f'VideoMamba: key(s) of {filename} allowed by allow_mismatch and '
+            f'skipped: {tolerated}', logger=logger, level=30)
     return dict(missing=missing, skipped=skipped, loaded_head=loaded_head)

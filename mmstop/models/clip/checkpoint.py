@@ -7,7 +7,9 @@ Supported files:
   ``clip`` package): loaded with ``torch.jit.load`` on CPU, never executed.
 * Plain state dicts (``torch.save(model.state_dict())``, open_clip's
   ``open_clip_pytorch_model.bin``) and checkpoints wrapping one in
-  ``state_dict`` or ``model``, with an optional ``module.`` prefix.
+  ``state_dict`` or ``model``, with an optional ``module.`` prefix. They
+  are read with :func:`mmstop.utils.checkpoint.safe_torch_load` (no code in
+  the file can run; ``unsafe://path`` asks for full unpickling).
 """
 import os.path as osp
 import zipfile
@@ -15,6 +17,9 @@ from typing import Dict
 
 import torch
 import torch.nn as nn
+
+from mmstop.utils.checkpoint import (UnsafeCheckpointError, safe_torch_load,
+                                     split_unsafe_prefix)
 
 #: Entries of OpenAI archives that are not parameters.
 _NON_PARAMETER_KEYS = ('input_resolution', 'context_length', 'vocab_size')
@@ -32,7 +37,8 @@ def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     """Read a CLIP state dict (OpenAI parameter names) from ``path``.
 
     Args:
-        path (str): A TorchScript archive or a (wrapped) state dict file.
+        path (str): A TorchScript archive or a (wrapped) state dict file;
+            ``unsafe://path`` unpickles a state dict file fully.
 
     Returns:
         dict[str, torch.Tensor]: The CLIP parameters on CPU.
@@ -40,8 +46,12 @@ def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: The file cannot be read as a CLIP checkpoint.
+        UnsafeCheckpointError: Unpickling the file would need globals
+            outside the safe loader's allow-list (prefix the path with
+            ``unsafe://`` to trust it).
     """
-    path = osp.expanduser(str(path))
+    path, unsafe = split_unsafe_prefix(str(path))
+    path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'CLIP checkpoint not found: {path} (set the pretrained CLIP path '
@@ -50,7 +60,9 @@ def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
         if _is_torchscript(path):
             state = torch.jit.load(path, map_location='cpu').state_dict()
         else:
-            state = torch.load(path, map_location='cpu', weights_only=True)
+            state = safe_torch_load(path, unsafe=unsafe)
+    except UnsafeCheckpointError:
+        raise
     except Exception as e:  # corrupt or foreign file
         raise ValueError(
             f'cannot read CLIP checkpoint {path}: {type(e).__name__}: {e}') from e

@@ -4,8 +4,8 @@
 The official code (zhoujiahuan1991/CVPR2025-STOP @ 7253928) saves the
 ``CLIP4Clip`` state dict (``ckpt.pth.tar``: ``{'state_dict': ...}`` with keys
 ``module.clip.<key>`` under DDP, ``clip.<key>`` otherwise). Its ``<key>``
-names (``shared/parity/stop/keys_*.json``) map as follows; CLIP's own
-parameters keep their OpenAI names under ``clip.``.
+names map as follows; CLIP's own parameters keep their OpenAI names under
+``clip.``.
 """
 import re
 from typing import Dict, List, Tuple
@@ -90,6 +90,7 @@ def convert_official_stop(checkpoint: dict, prefix: str = '') -> Dict[str, torch
                 unknown.append(key)
     if unknown:
         raise KeyError(
-            f'{len(unknown)} key(s) are not official STOP/CLIP parameters: '
-            f'{unknown[:10]}')
+            f'{len(unknown)} of {len(state)} key(s) are not official '
+            f'STOP/CLIP parameters ({len(out)} recognised): {unknown[:10]}'
+            f'{" ..." if len(unknown) > 10 else ""}')
     return out

@@ -311,3 +311,49 @@ def test_unknown_mode_and_odd_text_prompts():
         STOPCLIP(arch=ARCH, num_frames=T, intra_prompt=dict(mode='pixel'))
     with pytest.raises(ValueError, match='num_text_prompts must be even'):
         STOPCLIP(arch=ARCH, num_frames=T, num_text_prompts=7)
+
+
+def test_official_inter_prompt_rejects_a_single_frame_batch():
+    """Batch min-max normalisation over B*T = 1 frame is 0/0: an error
+    before the forward names the fix instead of NaN features."""
+    torch.manual_seed(0)
+    model = STOPCLIP(arch=ARCH, num_frames=1,
+                     intra_prompt=mode_cfg('intra', 'official'),
+                     inter_prompt=mode_cfg('inter', 'official'))
+    one = torch.randn(1, 1, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"B\*T|1 video of 1 frame") as err:
+        model.encode_video(one)
+    assert "inter_prompt=dict(normalize='video')" in str(err.value)
+    # per-video normalisation is defined for one frame; two videos of one
+    # frame are fine in official mode too
+    torch.manual_seed(0)
+    fixed = STOPCLIP(arch=ARCH, num_frames=1,
+                     intra_prompt=mode_cfg('intra', 'official'),
+                     inter_prompt=dict(mode_cfg('inter', 'official'),
+                                       normalize='video'))
+    assert torch.isfinite(fixed.encode_video(one)).all()
+    assert torch.isfinite(model.encode_video(torch.randn(2, 1, 3, 32,
+                                                         32))).all()
+
+
+def test_init_cfg_pretrained_is_strict(tmp_path):
+    """A STOPCLIP checkpoint of another frame count names the mis-shaped key
+    instead of leaving it at its random init; allow_mismatch tolerates it."""
+    from mmstop.utils.checkpoint import CheckpointMismatchError
+    source = build()  # num_frames = T = 3
+    path = str(tmp_path / 'stop_T3.pth')
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in
+                               source.state_dict().items()}}, path)
+    init = dict(type='Pretrained', checkpoint=path, prefix='backbone')
+    small = dict(intra_prompt=mode_cfg('intra', 'official'),
+                 inter_prompt=mode_cfg('inter', 'official'))
+    model = STOPCLIP(arch=ARCH, num_frames=5, init_cfg=init, **small)
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'1 mis-shaped key\(s\): prompt_generator\.'
+                       r'embedding\.weight: checkpoint \(20, 128\), model '
+                       r'\(28, 128\)'):
+        model.init_weights()
+    model = STOPCLIP(arch=ARCH, num_frames=5, init_cfg=dict(
+        init, allow_mismatch=[r'prompt_generator\.embedding\.']), **small)
+    model.init_weights()
+    assert torch.equal(model.global_prompts, source.global_prompts)

@@ -1,0 +1,620 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""Reading checkpoints safely and loading them strictly.
+
+Every checkpoint, converter input and features file mmstop reads goes
+through :func:`safe_torch_load`: ``torch.load(weights_only=True)`` with the
+types MMEngine checkpoints hold allow-listed for that call only (the
+``torch.serialization.safe_globals`` context, no process-wide change):
+
+* ``mmengine.logging.HistoryBuffer`` (the message hub's log scalars);
+* numpy arrays, scalars and dtypes (``_reconstruct``, ``ndarray``,
+  ``scalar``, ``dtype`` and the ``numpy.dtypes`` classes, under their
+  numpy 1 and numpy 2 module names);
+* ``argparse.Namespace`` (the ``args`` entry of official training
+  checkpoints).
+
+``builtins.getattr`` is **not** allow-listed: it would let a file fetch any
+attribute of any allowed object. MMEngine checkpoints still contain that
+global, because ``HistoryBuffer.__getstate__`` pickles its class-level
+statistics methods (``getattr(HistoryBuffer, 'min')`` under pickle
+protocol 2). The name ``builtins.getattr`` is therefore bound to
+:func:`_history_buffer_statistic`, which only returns
+``HistoryBuffer.min`` / ``max`` / ``current`` / ``mean`` and refuses
+everything else. Checkpoints written by MMEngine (with or without mmstop)
+load unchanged and nothing in them can call other code.
+
+A file that needs more (any other class or function) is refused with
+:class:`UnsafeCheckpointError` naming the globals it asks for. Full
+unpickling, which runs whatever code the file contains, is only done on
+request: the ``unsafe://`` prefix (``load_from='unsafe://path.pth'``,
+``tools/test.py CONFIG unsafe://path.pth``, ``pretrained=...``) or the
+converters' ``--unsafe-load`` flag.
+
+:func:`load_state_dict_checked` loads a state dict and fails with
+:class:`CheckpointMismatchError` naming every missing, unexpected and
+mis-shaped key, unless the key matches one of the allowed patterns.
+:func:`find_resumable_checkpoint` picks the newest intact checkpoint of a
+work directory for ``--resume``.
+"""
+import argparse
+import os
+import os.path as osp
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.logging import print_log
+from torch import nn
+
+#: Prefix of a checkpoint path that asks for full (unsafe) unpickling.
+UNSAFE_PREFIX = 'unsafe://'
+
+#: ``HistoryBuffer`` statistics methods a checkpoint may reference.
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be used; the message names the file."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint needs globals outside the allow-list to be unpickled."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file is truncated or otherwise unreadable."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A state dict does not match the model it is loaded into."""
+
+
+def _history_buffer_statistic(owner, name: str):
+    """Stand-in for ``builtins.getattr`` while unpickling a checkpoint.
+
+    Only resolves the default statistics methods of ``HistoryBuffer``.
+
+    Raises:
+        pickle.UnpicklingError: Any other object or attribute.
+    """
+    from mmengine.logging import HistoryBuffer
+    if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({owner!r}, {name!r}) is not allowed: only the '
+        f'HistoryBuffer statistics methods {_HISTORY_BUFFER_STATISTICS} may '
+        'be looked up')
+
+
+def _numpy_globals() -> List[Union[type, Tuple[object, str]]]:
+    import numpy.dtypes
+    multiarray = np._core.multiarray
+    out: List[Union[type, Tuple[object, str]]] = [np.ndarray, np.dtype]
+    for name in ('_reconstruct', 'scalar'):
+        func = getattr(multiarray, name)
+        # numpy 2 pickles name numpy._core, numpy 1 pickles numpy.core
+        out += [(func, f'numpy._core.multiarray.{name}'),
+                (func, f'numpy.core.multiarray.{name}')]
+    out += [
+        cls for cls in vars(numpy.dtypes).values()
+        if isinstance(cls, type) and issubclass(cls, np.dtype)
+    ]
+    return out
+
+
+def checkpoint_safe_globals() -> List[Union[type, Tuple[object, str]]]:
+    """The globals :func:`safe_torch_load` allows (see the module doc)."""
+    from mmengine.logging import HistoryBuffer
+    return [
+        HistoryBuffer,
+        argparse.Namespace,
+        (_history_buffer_statistic, 'builtins.getattr'),
+    ] + _numpy_globals()
+
+
+def _describe(f) -> str:
+    return f if isinstance(f, str) else getattr(f, 'name', repr(f))
+
+
+def _unsafe_globals(f) -> List[str]:
+    try:
+        if not isinstance(f, str):
+            f.seek(0)
+        allowed = set()
+        for g in checkpoint_safe_globals():
+            if isinstance(g, tuple):
+                allowed.add(g[1])
+            else:
+                allowed.add(f'{g.__module__}.{g.__qualname__}')
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(f)
+        return [g for g in found if g not in allowed]
+    except Exception:  # not a zip checkpoint: the error message suffices
+        return []
+    finally:
+        if not isinstance(f, str):
+            f.seek(0)
+
+
+#: What the weights-only unpickler says when a file asks for code.
+_UNSAFE_REASON = re.compile(r'(?i)global|reduce|build|allow|new object')
+
+
+def _weights_only_reason(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines()]
+    for i, line in enumerate(lines):
+        if 'WeightsUnpickler error' in line:
+            tail = line.split('WeightsUnpickler error', 1)[1].strip(' :')
+            rest = [x for x in lines[i + 1:] if x]
+            return tail or (rest[0] if rest else line)
+    return lines[-1] if lines else message
+
+
+def safe_torch_load(f,
+                    map_location='cpu',
+                    *,
+                    unsafe: bool = False,
+                    unsafe_hint: str = f"the '{UNSAFE_PREFIX}' prefix"):
+    """``torch.load`` that never runs code from the file (unless asked).
+
+    Args:
+        f (str | file-like): Path or binary file object.
+        map_location: Passed to ``torch.load``. Defaults to ``'cpu'``.
+        unsafe (bool): Unpickle everything (``weights_only=False``); only
+            for files from a source you trust, since unpickling runs any
+            code the file contains. A warning says so. Defaults to False.
+        unsafe_hint (str): How the caller asks for ``unsafe``, for the error
+            message. Defaults to the ``unsafe://`` prefix.
+
+    Returns:
+        The unpickled object.
+
+    Raises:
+        FileNotFoundError: ``f`` is a path that does not exist.
+        UnsafeCheckpointError: The file needs globals outside the
+            allow-list; the message names them and ``unsafe_hint``.
+        CorruptCheckpointError: The file cannot be read (truncated, not a
+            checkpoint).
+    """
+    name = _describe(f)
+    if isinstance(f, str):
+        f = osp.expanduser(f)
+        if not osp.isfile(f):
+            raise FileNotFoundError(f'checkpoint file {f} does not exist')
+    if unsafe:
+        print_log(
+            f'unpickling {name} with weights_only=False: this runs any code '
+            'the file contains; only do it for files from a source you '
+            'trust', logger='current', level=30)
+        return torch.load(f, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(checkpoint_safe_globals()):
+            return torch.load(
+                f, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _weights_only_reason(str(exc))
+        unsafe_names = _unsafe_globals(f)
+        if not unsafe_names and not _UNSAFE_REASON.search(reason):
+            raise CorruptCheckpointError(
+                f'cannot read checkpoint {name} (truncated or not a '
+                f'checkpoint): {reason}') from exc
+        what = f'it asks for {unsafe_names}' if unsafe_names else reason
+        raise UnsafeCheckpointError(
+            f'refusing to unpickle {name}: {what}, which the safe loader '
+            '(torch.load weights_only=True with the MMEngine checkpoint types '
+            'allowed) does not allow, because unpickling them can run '
+            f'arbitrary code. If you trust the file, load it with '
+            f'{unsafe_hint}.') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise CorruptCheckpointError(
+            f'cannot read checkpoint {name} (truncated or not a checkpoint): '
+            f'{type(exc).__name__}: {exc}') from exc
+
+
+def split_unsafe_prefix(filename: str) -> Tuple[str, bool]:
+    """``('path', True)`` for ``'unsafe://path'``, else ``(filename,
+    False)``."""
+    if filename.startswith(UNSAFE_PREFIX):
+        return filename[len(UNSAFE_PREFIX):], True
+    return filename, False
+
+
+# ---------------------------------------------------------------------------
+# MMEngine CheckpointLoader schemes
+# ---------------------------------------------------------------------------
+def load_from_local(filename: str, map_location=None):
+    """MMEngine's local scheme: :func:`safe_torch_load`."""
+    filename, unsafe = split_unsafe_prefix(filename)
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    return safe_torch_load(filename, map_location=map_location, unsafe=unsafe)
+
+
+def register_checkpoint_loaders() -> None:
+    """Make MMEngine's ``CheckpointLoader`` (``load_from``, resume,
+    ``init_cfg``, ``load_checkpoint``) read files with
+    :func:`safe_torch_load`.
+
+    Registers the local scheme (paths) and ``unsafe://`` (explicit full
+    unpickling), and wraps the ``http(s)://`` loader (also behind
+    ``open-mmlab://`` and ``torchvision://``) so that downloads are read
+    with the same allow-list. Idempotent.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from . import fileio  # noqa: F401  (registers the 'local_atomic' backend)
+    CheckpointLoader.register_scheme(
+        prefixes=('', UNSAFE_PREFIX), loader=load_from_local, force=True)
+    http = CheckpointLoader._schemes.get('http://')
+    if http is not None and not getattr(http, '_mmstop_safe', False):
+
+        def load_from_http(*args, **kwargs):
+            with torch.serialization.safe_globals(checkpoint_safe_globals()):
+                return http(*args, **kwargs)
+
+        load_from_http._mmstop_safe = True
+        CheckpointLoader.register_scheme(
+            prefixes=('http://', 'https://'),
+            loader=load_from_http,
+            force=True)
+
+
+def read_checkpoint(filename: str, map_location='cpu'):
+    """Read a checkpoint through MMEngine's ``CheckpointLoader`` (local
+    paths, ``unsafe://``, URLs), i.e. with :func:`safe_torch_load` for
+    files.
+
+    Raises:
+        FileNotFoundError: A local ``filename`` does not exist.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    if not isinstance(filename, str):
+        raise TypeError(f'checkpoint must be a path string, got '
+                        f'{type(filename).__name__}')
+    path, _ = split_unsafe_prefix(filename)
+    if '://' not in path and not osp.isfile(osp.expanduser(path)):
+        raise FileNotFoundError(f'checkpoint file not found: {filename!r}')
+    return CheckpointLoader.load_checkpoint(
+        filename, map_location=map_location)
+
+
+# ---------------------------------------------------------------------------
+# converters
+# ---------------------------------------------------------------------------
+UNSAFE_LOAD_HELP = (
+    'unpickle SRC fully (torch.load weights_only=False) if the safe loader '
+    'refuses it. This RUNS ANY CODE the file contains: only for files from '
+    'a source you trust')
+
+
+def read_converter_source(src: str, unsafe_load: bool = False):
+    """Read a converter's input with :func:`safe_torch_load` (error hints
+    name ``--unsafe-load``)."""
+    return safe_torch_load(
+        src, unsafe=unsafe_load, unsafe_hint='--unsafe-load')
+
+
+def write_converted_checkpoint(state: Dict[str, torch.Tensor], src: str,
+                               dst: str, converter: str) -> None:
+    """Write ``{'state_dict': state, 'meta': ...}`` to ``dst`` atomically.
+
+    Raises:
+        CheckpointError: ``state`` is empty (nothing was recognised).
+    """
+    from .fileio import atomic_torch_save
+    if not state:
+        raise CheckpointError(
+            f'{src}: no recognisable parameter, nothing written to {dst}')
+    atomic_torch_save(
+        dict(
+            state_dict=state,
+            meta=dict(converted_from=osp.abspath(src), converter=converter)),
+        dst)
+
+
+# ---------------------------------------------------------------------------
+# strict loading
+# ---------------------------------------------------------------------------
+def _compile(patterns: Iterable[str]) -> List[re.Pattern]:
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    out = []
+    for p in patterns or ():
+        try:
+            out.append(re.compile(p))
+        except re.error as exc:
+            raise ValueError(f'allow_mismatch pattern {p!r} is not a '
+                             f'regular expression: {exc}') from None
+    return out
+
+
+def _own_tensors(module: nn.Module):
+    for name, param in module._parameters.items():
+        if param is not None:
+            yield name, param
+    for name, buf in module._buffers.items():
+        if buf is not None and name not in module._non_persistent_buffers_set:
+            yield name, buf
+
+
+def load_state_dict_checked(
+        module: nn.Module,
+        state_dict: Dict[str, torch.Tensor],
+        allow_mismatch: Sequence[str] = (),
+        source: str = 'checkpoint',
+        hint: str = 'allow_mismatch',
+        logger='current') -> Dict[str, list]:
+    """Load ``state_dict`` into ``module``; fail on any mismatch.
+
+    Works like MMEngine's ``load_state_dict`` (module-wise
+    ``_load_from_state_dict``, so state-dict pre-hooks such as VideoMamba's
+    position-embedding interpolation and 2-D -> 3-D inflation run and log
+    their adaptations), but collects the keys that do not match: missing
+    from ``state_dict``, unexpected in it, and tensors whose shape differs
+    from the model's. A key matching one of ``allow_mismatch`` (regular
+    expressions, ``re.match`` at the start of the key) is tolerated: it is
+    logged as a warning and the model keeps its current value (a new
+    classification head, for example). Any other mismatch raises, after the
+    matching tensors were copied.
+
+    Args:
+        module (nn.Module): The model (a wrapper's ``.module`` is used).
+        state_dict (dict): Name -> tensor.
+        allow_mismatch (Sequence[str]): Key patterns whose mismatch is
+            allowed. Defaults to ().
+        source (str): What is loaded, for messages (e.g. the file).
+            Defaults to ``'checkpoint'``.
+        hint (str): The option that holds the patterns, for the error
+            message. Defaults to ``'allow_mismatch'``.
+        logger: ``print_log`` logger. Defaults to ``'current'``.
+
+    Returns:
+        dict: ``missing``, ``unexpected`` and ``mismatched`` (``(key,
+        checkpoint shape, model shape)``) keys that were allowed.
+
+    Raises:
+        CheckpointMismatchError: Mismatches outside ``allow_mismatch``; the
+            message lists every such key.
+    """
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(module):
+        module = module.module
+    patterns = _compile(allow_mismatch)
+    metadata = getattr(state_dict, '_metadata', None)
+    state_dict = OrderedDict(state_dict)
+    if metadata is not None:
+        state_dict._metadata = metadata
+    missing: List[str] = []
+    unexpected: List[str] = []
+    errors: List[str] = []
+    mismatched: List[Tuple[str, tuple, tuple]] = []
+
+    def load(mod: nn.Module, local: dict, prefix: str = '') -> None:
+        meta = {} if metadata is None else metadata.get(prefix[:-1], {})
+        mod_errors: List[str] = []
+        mod._load_from_state_dict(local, prefix, meta, True, missing,
+                                  unexpected, mod_errors)
+        # torch copies nothing for a shape mismatch and reports it as a
+        # message; record it as a key (pre-hooks may have adapted `local`)
+        for name, tensor in _own_tensors(mod):
+            key = prefix + name
+            value = local.get(key)
+            if (isinstance(value, torch.Tensor)
+                    and tuple(value.shape) != tuple(tensor.shape)):
+                mismatched.append(
+                    (key, tuple(value.shape), tuple(tensor.shape)))
+                mod_errors = [
+                    m for m in mod_errors
+                    if not m.startswith(f'size mismatch for {key}:')
+                ]
+        errors.extend(mod_errors)
+        for name, child in mod._modules.items():
+            if child is not None:
+                child_prefix = prefix + name + '.'
+                load(child, {
+                    k: v
+                    for k, v in local.items() if k.startswith(child_prefix)
+                }, child_prefix)
+
+    load(module, state_dict)
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+
+    def allowed(key: str) -> bool:
+        return any(p.match(key) for p in patterns)
+
+    bad_missing = [k for k in missing if not allowed(k)]
+    bad_unexpected = [k for k in unexpected if not allowed(k)]
+    bad_shape = [m for m in mismatched if not allowed(m[0])]
+    if bad_missing or bad_unexpected or bad_shape or errors:
+        lines = [f'{source} does not match {type(module).__name__}:']
+        if bad_missing:
+            lines.append(f'  {len(bad_missing)} missing key(s) (in the model, '
+                         f'not in the checkpoint): {", ".join(bad_missing)}')
+        if bad_unexpected:
+            lines.append(f'  {len(bad_unexpected)} unexpected key(s) (in the '
+                         'checkpoint, not in the model): '
+                         f'{", ".join(bad_unexpected)}')
+        if bad_shape:
+            lines.append(f'  {len(bad_shape)} mis-shaped key(s): ' + '; '.join(
+                f'{k}: checkpoint {c}, model {m}' for k, c, m in bad_shape))
+        lines += [f'  {e}' for e in errors]
+        lines.append(
+            'Loading stops here instead of leaving these tensors at their '
+            'initial values: fix the config or the checkpoint, or list the '
+            f'keys you expect to differ in {hint} (regular '
+            r"expressions, e.g. [r'cls_head\.'] for a new classification "
+            'head).')
+        raise CheckpointMismatchError('\n'.join(lines))
+    result = dict(
+        missing=missing,
+        unexpected=unexpected,
+        mismatched=[m for m in mismatched])
+    if missing or unexpected or mismatched:
+        print_log(
+            f'{source}: allowed by {hint} and not loaded (the model keeps its '
+            f'values): missing {missing}, unexpected {unexpected}, '
+            f'mis-shaped {[m[0] for m in mismatched]}',
+            logger=logger,
+            level=30)
+    return result
+
+
+def extract_state_dict(checkpoint,
+                       source: str = 'checkpoint',
+                       prefix: Optional[str] = None,
+                       revise_keys: Sequence[Tuple[str, str]] = (
+                           (r'^module\.', ''), )) -> 'OrderedDict':
+    """The state dict of an MMEngine-style checkpoint (``state_dict``
+    entry, or the dict itself), optionally restricted to ``prefix`` (as
+    MMEngine's ``Pretrained`` init does) and with ``revise_keys`` applied.
+
+    Raises:
+        CheckpointError: No state dict, or nothing under ``prefix``.
+    """
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{source} holds a {type(checkpoint).__name__}, '
+                              'not a checkpoint dict')
+    state = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{source}: state_dict is a '
+                              f'{type(state).__name__}, not a dict')
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        state = {k[len(prefix):]: v for k, v in state.items()
+                 if k.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f'{source} has no key under {prefix!r}')
+    out = OrderedDict()
+    for key, value in state.items():
+        for pattern, repl in revise_keys:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def load_checkpoint_checked(module: nn.Module,
+                            filename: str,
+                            allow_mismatch: Sequence[str] = (),
+                            prefix: Optional[str] = None,
+                            hint: str = 'allow_mismatch',
+                            logger='current') -> dict:
+    """Read ``filename`` safely (:func:`read_checkpoint`) and load its state
+    dict with :func:`load_state_dict_checked`.
+
+    Args:
+        module (nn.Module): Target model.
+        filename (str): Checkpoint path, ``unsafe://path`` or URL.
+        allow_mismatch (Sequence[str]): Tolerated key patterns.
+            Defaults to ().
+        prefix (str, optional): Only load the keys under this prefix (with
+            the prefix removed), like MMEngine's ``Pretrained`` init.
+            Defaults to None.
+        hint (str): The option holding the patterns, for error messages.
+            Defaults to ``'allow_mismatch'``.
+        logger: ``print_log`` logger. Defaults to ``'current'``.
+
+    Returns:
+        dict: The checkpoint as read.
+    """
+    checkpoint = read_checkpoint(filename)
+    state = extract_state_dict(checkpoint, source=filename, prefix=prefix)
+    load_state_dict_checked(
+        module, state, allow_mismatch, source=f'checkpoint {filename}',
+        hint=hint, logger=logger)
+    return checkpoint
+
+
+def split_pretrained_init_cfg(init_cfg) -> Tuple[Optional[dict], list]:
+    """``(the init_cfg entry of type 'Pretrained' or None, the other
+    entries)``, for modules that load their ``Pretrained`` init strictly
+    themselves and leave the rest to MMEngine."""
+    cfgs = [init_cfg] if isinstance(init_cfg, dict) else list(init_cfg or [])
+    pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+    others = [c for c in cfgs if c.get('type') != 'Pretrained']
+    return (pretrained[0] if pretrained else None), others
+
+
+# ---------------------------------------------------------------------------
+# resume
+# ---------------------------------------------------------------------------
+_STEP_FILE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why ``path`` is not an intact ``torch.save`` file, or None.
+
+    Checks the zip structure (a truncated file has no central directory)
+    and the CRC of every member, without unpickling anything.
+    """
+    if not osp.isfile(path):
+        return 'no such file'
+    if osp.getsize(path) == 0:
+        return 'empty file'
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if not any(n.endswith('data.pkl') for n in names):
+                return 'no data.pkl: not a torch.save checkpoint'
+            bad = zf.testzip()
+            if bad is not None:
+                return f'member {bad} fails its CRC check'
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f'{type(exc).__name__}: {exc}'
+    return None
+
+
+def find_resumable_checkpoint(work_dir: str,
+                              logger='current') -> Optional[str]:
+    """The newest intact checkpoint of ``work_dir`` for ``--resume``.
+
+    Candidates: the file named by ``work_dir/last_checkpoint`` (MMEngine's
+    record of the latest save), then every ``epoch_<n>.pth`` /
+    ``iter_<n>.pth`` of its folder and of ``work_dir``, newest step first.
+    A candidate that fails :func:`checkpoint_problem` is skipped with a
+    warning naming it and the reason.
+
+    Args:
+        work_dir (str): The run's work directory.
+        logger: ``print_log`` logger. Defaults to ``'current'``.
+
+    Returns:
+        str | None: The checkpoint to resume from, or None if there is no
+        intact one.
+    """
+    candidates: List[str] = []
+    folders = [work_dir]
+    record = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(record):
+        with open(record) as f:
+            last = f.read().strip()
+        if last:
+            candidates.append(last)
+            if osp.dirname(last) and osp.dirname(last) not in folders:
+                folders.insert(0, osp.dirname(last))
+    steps = []
+    for folder in folders:
+        if not osp.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            m = _STEP_FILE.match(name)
+            if m:
+                steps.append((int(m.group(2)), osp.join(folder, name)))
+    candidates += [p for _, p in sorted(steps, reverse=True)]
+    seen = set()
+    for path in candidates:
+        real = osp.realpath(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        print_log(
+            f'resume: skipping checkpoint {path}: {problem}',
+            logger=logger,
+            level=30)
+    return None

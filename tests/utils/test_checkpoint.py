@@ -1,0 +1,224 @@
+# Copyright (c) mmstop contributors. All rights reserved.
+"""mmstop.utils.checkpoint: the safe loader on every loading path, strict
+state-dict loading, resume discovery."""
+import argparse
+import fractions
+import os.path as osp
+import runpy
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.registry import init_default_scope
+from torch import nn
+
+from mmstop.utils.checkpoint import (CheckpointMismatchError,
+                                     CorruptCheckpointError,
+                                     UnsafeCheckpointError,
+                                     checkpoint_problem,
+                                     find_resumable_checkpoint,
+                                     load_state_dict_checked, safe_torch_load)
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+class Payload:
+    """Unpickling this creates the marker file (code execution)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+@pytest.fixture
+def malicious(tmp_path):
+    """A torch.save file whose unpickling would create ``marker``; the
+    tensors around it look like a state dict / features file."""
+    marker = tmp_path / 'PWNED'
+    path = tmp_path / 'malicious.pth'
+    state = {'weight': torch.zeros(2), 'evil': Payload(marker)}
+    torch.save(dict(state_dict=state, model=state, format='x',
+                    video_features=torch.zeros(1, 2)), path)
+    assert not marker.exists()
+    return str(path), marker
+
+
+def _converter(name):
+    path = osp.join(REPO_ROOT, 'tools', 'model_converters', name)
+    return runpy.run_path(path, run_name='not_main')['main']
+
+
+def _load_from(path, load_tool):  # load_from / --resume / tools/test.py CKPT
+    from mmengine.runner.checkpoint import _load_checkpoint
+    _load_checkpoint(path, map_location='cpu')
+
+
+def _mmengine_load_checkpoint(path, load_tool):  # MMEngine Pretrained init
+    from mmengine.runner import load_checkpoint
+    load_checkpoint(nn.Linear(2, 2), path, map_location='cpu')
+
+
+def _videomamba_pretrained(path, load_tool):
+    from mmstop.models.backbones import VideoMamba
+    VideoMamba(arch=dict(embed_dims=16, depth=1), img_size=16, patch_size=8,
+               num_frames=2, pretrained=path).init_weights()
+
+
+def _clip_pretrained(path, load_tool):
+    from mmstop.models.clip import read_clip_checkpoint
+    read_clip_checkpoint(path)
+
+
+def _stop_converter(path, load_tool):
+    _converter('stop_official_to_mmstop.py')([path, path + '.out'])
+
+
+def _ssp_converter(path, load_tool):
+    _converter('ssp_official_to_mmstop.py')([path, path + '.out'])
+
+
+def _retrieval_features(path, load_tool):
+    tool = load_tool('tools/retrieval_demo.py')
+    try:
+        tool.load_features(path)
+    except tool.DemoError as exc:  # printed as 'error: ...' by main()
+        raise SystemExit(str(exc))
+
+
+def _retrieval_checkpoint(path, load_tool):
+    tool = load_tool('tools/retrieval_demo.py')
+    cfg = tool.load_config(
+        osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py'))
+    try:
+        tool.build_model(cfg, path, 'cpu')
+    except tool.DemoError as exc:
+        raise SystemExit(str(exc))
+
+
+def _safe_torch_load(path, load_tool):
+    safe_torch_load(path)
+
+
+@pytest.mark.parametrize('load', [
+    _safe_torch_load, _load_from, _mmengine_load_checkpoint,
+    _videomamba_pretrained, _clip_pretrained, _stop_converter,
+    _ssp_converter, _retrieval_features, _retrieval_checkpoint
+], ids=lambda f: f.__name__.strip('_'))
+def test_malicious_pickle_never_runs(malicious, load, load_tool):
+    path, marker = malicious
+    init_default_scope('mmaction')
+    with pytest.raises((UnsafeCheckpointError, SystemExit)) as err:
+        load(path, load_tool)
+    assert not marker.exists(), 'the pickled code ran'
+    assert 'malicious.pth' in str(err.value)
+    assert 'builtins.open' in str(err.value) or 'io.open' in str(
+        err.value), str(err.value)
+
+
+def test_mmengine_checkpoint_types_load_but_not_getattr(tmp_path):
+    hub = MessageHub('hub')
+    hub.update_scalar('train/loss', 1.5)
+    hub.update_info('eta', np.float64(3.0))
+    ckpt = dict(message_hub=hub.state_dict(), meta=dict(
+        seed=0, arr=np.arange(3), dt=np.dtype('f4'),
+        args=argparse.Namespace(lr=0.1)), state_dict={'w': torch.ones(2)})
+    path = tmp_path / 'mmengine.pth'
+    torch.save(ckpt, path)
+    # HistoryBuffer.__getstate__ pickles its statistics methods through
+    # builtins.getattr: the file really asks for it
+    assert 'builtins.getattr' in (
+        torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    out = safe_torch_load(str(path))
+    buffer = out['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer) and buffer.mean() == 1.5
+    assert out['message_hub']['runtime_info']['eta'] == 3.0
+    assert out['meta']['args'].lr == 0.1
+    np.testing.assert_array_equal(out['meta']['arr'], np.arange(3))
+
+    # ... but getattr is only a lookup of HistoryBuffer statistics
+    class Sneaky:
+
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, 'update'))
+
+    torch.save({'x': Sneaky()}, path)
+    with pytest.raises(UnsafeCheckpointError, match='mmengine.pth'):
+        safe_torch_load(str(path))
+    # other classes are refused, full unpickling on request loads them
+    torch.save({'c': fractions.Fraction(1, 3)}, path)
+    with pytest.raises(UnsafeCheckpointError,
+                       match="fractions.Fraction.*unsafe://"):
+        safe_torch_load(str(path))
+    assert safe_torch_load(str(path), unsafe=True)['c'] == fractions.Fraction(
+        1, 3)
+
+
+def test_corrupt_files_are_named(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'w': torch.zeros(1000)}, good)
+    data = good.read_bytes()
+    for name, content in (('empty.pth', b''), ('trunc.pth', data[:300]),
+                          ('text.pth', b'not a checkpoint at all')):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(CorruptCheckpointError, match=name):
+            safe_torch_load(str(path))
+        assert checkpoint_problem(str(path)) is not None
+    assert checkpoint_problem(str(good)) is None
+
+
+class Net(nn.Module):
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.backbone = nn.Linear(4, 5)
+        self.head = nn.Linear(5, classes)
+
+
+def test_checked_load_names_every_bad_key():
+    state = Net(classes=7).state_dict()
+    state['extra.weight'] = torch.zeros(1)
+    del state['backbone.bias']
+    model = Net()
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_state_dict_checked(model, state, source='ckpt.pth')
+    msg = str(err.value)
+    assert 'ckpt.pth' in msg
+    assert 'missing key(s) (in the model, not in the checkpoint): ' \
+           'backbone.bias' in msg
+    assert 'unexpected key(s) (in the checkpoint, not in the model): ' \
+           'extra.weight' in msg
+    assert 'head.weight: checkpoint (7, 5), model (3, 5)' in msg
+    assert 'head.bias: checkpoint (7,), model (3,)' in msg
+
+
+def test_checked_load_allows_listed_keys():
+    source = Net(classes=7)
+    state = source.state_dict()
+    model = Net()
+    head = model.head.weight.clone()
+    result = load_state_dict_checked(model, state, allow_mismatch=[r'head\.'])
+    assert [m[0] for m in result['mismatched']] == ['head.weight',
+                                                    'head.bias']
+    assert torch.equal(model.head.weight, head)  # kept its init
+    assert torch.equal(model.backbone.weight, source.backbone.weight)
+
+
+def test_resume_skips_truncated_latest(tmp_path, monkeypatch):
+    work = tmp_path / 'work'
+    work.mkdir()
+    for step in (1, 2, 3):
+        torch.save({'step': step, 'w': torch.zeros(100)},
+                   work / f'epoch_{step}.pth')
+    latest = work / 'epoch_3.pth'
+    latest.write_bytes(latest.read_bytes()[:200])  # killed mid-write
+    (work / 'last_checkpoint').write_text(str(latest))
+    logs = []
+    monkeypatch.setattr('mmstop.utils.checkpoint.print_log',
+                        lambda msg, **kwargs: logs.append(msg))
+    found = find_resumable_checkpoint(str(work))
+    assert found == str(work / 'epoch_2.pth')
+    assert any('epoch_3.pth' in m and 'skipping' in m for m in logs), logs

@@ -21,8 +21,11 @@ class VideoLoadError(RuntimeError):
     """
 
 
-def run_pipeline_with_context(pipeline: Callable, results: dict,
-                              context: str) -> Optional[Any]:
+def run_pipeline_with_context(
+        pipeline: Callable,
+        results: dict,
+        context: str,
+        observe: Optional[Callable[[dict], None]] = None) -> Optional[Any]:
     """Apply ``pipeline`` to ``results``; wrap failures in VideoLoadError.
 
     Args:
@@ -33,6 +36,9 @@ def run_pipeline_with_context(pipeline: Callable, results: dict,
         results (dict): The sample's data info.
         context (str): What is being loaded, e.g. ``"video 'a.mp4' (line 3
             of train.txt)"``; it starts the error message.
+        observe (Callable, optional): Called with the results after every
+            transform (e.g. to look at the sampled frame indices before
+            packing drops them). Defaults to None.
 
     Returns:
         The pipeline's output, or ``None`` if a transform returned ``None``.
@@ -54,4 +60,6 @@ def run_pipeline_with_context(pipeline: Callable, results: dict,
                 f'failed with {type(exc).__name__}: {exc}') from exc
         if results is None:
             return None
+        if observe is not None:
+            observe(results)
     return results

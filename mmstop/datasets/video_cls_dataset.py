@@ -9,7 +9,7 @@ from mmengine.fileio import list_from_file
 from mmengine.utils import is_abs
 
 from mmstop.registry import DATASETS
-from .errors import run_pipeline_with_context
+from .bad_video import BadVideoMixin
 
 
 class AnnotationError(ValueError):
@@ -52,7 +52,7 @@ def load_class_names(path: str) -> List[str]:
 
 
 @DATASETS.register_module()
-class VideoClsDataset(VideoDataset):
+class VideoClsDataset(BadVideoMixin, VideoDataset):
     """Video classification dataset that rejects bad input with clear errors.
 
     The annotation format is MMAction2's ``VideoDataset`` list: one
@@ -69,7 +69,10 @@ class VideoClsDataset(VideoDataset):
       raises ``FileNotFoundError`` naming the annotation file, line and path;
     * re-raises any failure of the pipeline (for example decord failing on a
       corrupt file) as :class:`~mmstop.datasets.errors.VideoLoadError` naming
-      the video, its annotation line, the transform and the cause;
+      the video, its annotation line, the transform and the cause, or, with
+      ``on_bad_video='skip'``, replaces the sample during training (see
+      :mod:`mmstop.datasets.bad_video`); videos shorter than the clip are
+      reported once per file;
     * exposes the class names as ``metainfo['classes']`` when
       ``classnames_file`` (or ``metainfo=dict(classes=...)``) is given, e.g.
       for a classifier built from class-name text embeddings.
@@ -96,6 +99,12 @@ class VideoClsDataset(VideoDataset):
             are accepted (label ``-1``). Defaults to False.
         delimiter (str): Field delimiter of the annotation file.
             Defaults to ``' '``.
+        on_bad_video (str): ``'error'`` (stop at an unreadable video) or
+            ``'skip'`` (replace the training sample, log the file once,
+            count per epoch). Defaults to ``'error'``.
+        max_bad_fraction (float): With ``'skip'``, stop once more than this
+            fraction of the video files could not be read.
+            Defaults to 0.1.
         **kwargs: Other arguments of :class:`mmaction.datasets.VideoDataset`
             (``data_root``, ``metainfo``, ``start_index``, ...).
     """
@@ -110,7 +119,10 @@ class VideoClsDataset(VideoDataset):
                  multi_class: bool = False,
                  test_mode: bool = False,
                  delimiter: str = ' ',
+                 on_bad_video: str = 'error',
+                 max_bad_fraction: float = 0.1,
                  **kwargs) -> None:
+        self._init_bad_video(on_bad_video, max_bad_fraction)
         self.check_files = check_files
         metainfo = dict(kwargs.pop('metainfo', None) or {})
         classes: Optional[Sequence[str]] = None
@@ -235,9 +247,7 @@ class VideoClsDataset(VideoDataset):
                 f'not found: {shown}{more}')
         return data_list
 
-    def prepare_data(self, idx: int):
-        """Run the pipeline; failures name the video and annotation line."""
-        data_info = self.get_data_info(idx)
-        context = (f"video '{data_info.get('filename')}' (sample {idx}, line "
-                   f"{data_info.get('ann_line')} of {self.ann_file})")
-        return run_pipeline_with_context(self.pipeline, data_info, context)
+    def _video_context(self, idx: int, data_info: dict) -> str:
+        """Error messages name the video and its annotation line."""
+        return (f"video '{data_info.get('filename')}' (sample {idx}, line "
+                f"{data_info.get('ann_line')} of {self.ann_file})")

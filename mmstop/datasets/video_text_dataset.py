@@ -76,7 +76,7 @@ from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from mmstop.registry import DATASETS
-from .errors import run_pipeline_with_context
+from .bad_video import BadVideoMixin
 from .video_cls_dataset import AnnotationError
 
 _CAPTION_MODES = ('random', 'unfold', 'all')
@@ -166,7 +166,7 @@ def load_video_text_annotations(ann_file: str) -> List[dict]:
 
 
 @DATASETS.register_module()
-class VideoTextRetrievalDataset(BaseActionDataset):
+class VideoTextRetrievalDataset(BadVideoMixin, BaseActionDataset):
     """Videos with several captions each, for text-video retrieval.
 
     See the module docstring for the annotation format, the caption modes
@@ -189,6 +189,11 @@ class VideoTextRetrievalDataset(BaseActionDataset):
             ``'error'``.
         check_videos (bool): Check at load time that every video file
             exists. Defaults to True.
+        on_bad_video (str): ``'error'`` or ``'skip'`` (training only), see
+            :mod:`mmstop.datasets.bad_video`. Defaults to ``'error'``.
+        max_bad_fraction (float): With ``'skip'``, stop once more than this
+            fraction of the video files could not be read.
+            Defaults to 0.1.
         **kwargs: Passed to MMAction2's ``BaseActionDataset`` /
             MMEngine's ``BaseDataset`` (``indices``, ``serialize_data``,
             ``lazy_init``, ...).
@@ -204,7 +209,10 @@ class VideoTextRetrievalDataset(BaseActionDataset):
                  paragraph_sep: str = ' ',
                  empty_caption: str = 'error',
                  check_videos: bool = True,
+                 on_bad_video: str = 'error',
+                 max_bad_fraction: float = 0.1,
                  **kwargs) -> None:
+        self._init_bad_video(on_bad_video, max_bad_fraction)
         if caption_mode is None:
             caption_mode = 'all' if test_mode else 'random'
         if caption_mode not in _CAPTION_MODES:
@@ -310,12 +318,10 @@ class VideoTextRetrievalDataset(BaseActionDataset):
             info['text'] = list(info.pop('captions'))
         return info
 
-    def prepare_data(self, idx: int):
-        """Run the pipeline; failures name the video and annotation."""
-        info = self.get_data_info(idx)
-        context = (f'video {info["filename"]!r} (entry {info["video_index"]} '
-                   f'of {self.ann_file})')
-        return run_pipeline_with_context(self.pipeline, info, context)
+    def _video_context(self, idx: int, info: dict) -> str:
+        """Error messages name the video and its annotation entry."""
+        return (f'video {info["filename"]!r} (entry {info["video_index"]} '
+                f'of {self.ann_file})')
 
     def get_text_to_video(self) -> np.ndarray:
         """Video index (0-based, in sample order) of every caption query.

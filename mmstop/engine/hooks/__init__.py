@@ -1,1 +1,11 @@
 # Copyright (c) mmstop contributors. All rights reserved.
+from .bad_video_hook import BadVideoHook
+from .non_finite_check_hook import NonFiniteCheckHook, NonFiniteError
+from .random_state_hook import (RandomStateHook, get_random_state,
+                                set_random_state)
+from .strict_load_hook import StrictLoadHook
+
+__all__ = [
+    'BadVideoHook', 'NonFiniteCheckHook', 'NonFiniteError', 'RandomStateHook',
+    'StrictLoadHook', 'get_random_state', 'set_random_state'
+]

@@ -1,0 +1,26 @@
+# mmstop's runtime: MMAction2's default runtime plus the checks that keep a
+# run trustworthy (mmstop/engine/hooks, README "Checkpoints, resume and bad
+# input"):
+#
+# * checkpoints are written atomically (temporary file + rename, the
+#   'local_atomic' file backend), so a killed run never leaves a truncated
+#   one;
+# * StrictLoadHook: load_from / --resume / tools/test.py fail on any
+#   missing, unexpected or mis-shaped key (allow_mismatch=[patterns] to
+#   allow e.g. a new head);
+# * NonFiniteCheckHook: a NaN/inf loss or gradient stops the run before the
+#   update and before a checkpoint (action='skip' skips the step instead);
+# * RandomStateHook: every random state goes into the checkpoints, so
+#   --resume continues exactly where an uninterrupted run would be;
+# * BadVideoHook: per-epoch count of training videos skipped by datasets
+#   with on_bad_video='skip'.
+_base_ = ['mmaction::_base_/default_runtime.py']
+
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='local_atomic')))
+custom_hooks = [
+    dict(type='StrictLoadHook', allow_mismatch=[]),
+    dict(type='NonFiniteCheckHook', action='stop'),
+    dict(type='RandomStateHook'),
+    dict(type='BadVideoHook'),
+]

@@ -12,6 +12,9 @@
   ``pytestmark = pytest.mark.usefixtures('one_thread', ...)``.
 * ``load_tool``: import a script of the repository (``tools/...``) as a
   module.
+* ``device``: where the parity tests run their models,
+  ``$MMSTOP_TEST_DEVICE`` (default ``cpu``; ``tools/analysis/gpu_check.py``
+  sets ``cuda``, with TF32 off so fp32 means fp32).
 """
 import os
 import os.path as osp
@@ -115,3 +118,20 @@ def torch_seed():
     """``torch.manual_seed(0)`` before the test."""
     import torch
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope='session')
+def device():
+    """``$MMSTOP_TEST_DEVICE`` (default ``cpu``) as a ``torch.device``.
+
+    Asking for CUDA on a machine without it fails (it is never silently
+    replaced by the CPU); on CUDA, TF32 matmuls and convolutions are off.
+    """
+    import torch
+    dev = torch.device(os.environ.get('MMSTOP_TEST_DEVICE', 'cpu'))
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            pytest.fail(f'MMSTOP_TEST_DEVICE={dev} but CUDA is not available')
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return dev

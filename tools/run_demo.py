@@ -55,6 +55,21 @@ def data_options(data_root):
     return options
 
 
+def demo_options(config, data_root):
+    """--cfg-options that point ``config`` (a demo config) at ``data_root``,
+    class names of text-classifier heads included."""
+    options = data_options(data_root)
+    if options:
+        sys.path.insert(0, REPO_ROOT)
+        import mmstop  # noqa: F401  (registers the config's types)
+        from mmengine.config import Config
+        head = Config.fromfile(config).model.get('cls_head', {})
+        if 'class_names' in head:  # text-classifier heads read them too
+            options.append('model.cls_head.class_names=' +
+                           osp.join(data_root, 'classnames.txt'))
+    return options
+
+
 def run(cmd, env):
     print('$ ' + ' '.join(cmd), flush=True)
     start = time.time()
@@ -82,15 +97,7 @@ def main(argv=None):
         print(f"generated the demo dataset in {info['root']}: "
               f"{len(info['classes'])} classes", flush=True)
 
-    cfg_options = data_options(args.data_root)
-    if cfg_options:
-        sys.path.insert(0, REPO_ROOT)
-        import mmstop  # noqa: F401  (registers the config's types)
-        from mmengine.config import Config
-        head = Config.fromfile(args.config).model.get('cls_head', {})
-        if 'class_names' in head:  # text-classifier heads read them too
-            cfg_options.append('model.cls_head.class_names=' +
-                               osp.join(args.data_root, 'classnames.txt'))
+    cfg_options = demo_options(args.config, args.data_root)
     python = sys.executable
     tools = osp.join(REPO_ROOT, 'tools')
     run([python, osp.join(tools, 'train.py'), args.config, '--work-dir',

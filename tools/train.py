@@ -50,6 +50,14 @@ def parse_args(argv=None):
         action='store_true',
         help='automatic mixed precision (AmpOptimWrapper); needs a GPU')
     parser.add_argument(
+        '--amp-dtype',
+        choices=['float16', 'bfloat16'],
+        default=None,
+        help='autocast dtype of --amp (default: the config\'s '
+        'optim_wrapper.dtype, else its top-level amp_dtype, else float16 '
+        'as MMAction2); bfloat16 gets a fixed loss scale of 1.0, float16 '
+        'dynamic loss scaling')
+    parser.add_argument(
         '--no-validate',
         action='store_true',
         help='skip validation during training')
@@ -123,7 +131,14 @@ def merge_args(cfg: Config, args) -> Config:
                 f'error: --amp cannot replace the custom optim_wrapper type '
                 f'{wrapper_type!r}; set AmpOptimWrapper in the config')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        dtype = (args.amp_dtype or cfg.optim_wrapper.get('dtype', None)
+                 or cfg.get('amp_dtype', None) or 'float16')
+        cfg.optim_wrapper.dtype = dtype
+        # bf16 has fp32's range: no loss scaling (as SSP's official bf16)
+        cfg.optim_wrapper.setdefault(
+            'loss_scale', 1.0 if dtype == 'bfloat16' else 'dynamic')
+    elif args.amp_dtype is not None:
+        raise SystemExit('error: --amp-dtype needs --amp')
 
     if args.resume == 'auto':
         cfg.resume = True

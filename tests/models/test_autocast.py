@@ -46,9 +46,13 @@ def labelled(n):
             for i in range(n)]
 
 
-def check_step(model, inputs, samples, dtype):
-    model.train()
-    with torch.autocast('cpu', dtype=dtype):
+def check_step(model, inputs, samples, dtype, device='cpu'):
+    """One autocast training step on ``device``: finite fp32 loss, finite
+    gradients, some trainable tensor gets a non-zero gradient."""
+    model.to(device).train()
+    inputs = inputs.to(device)
+    samples = [s.to(device) for s in samples]
+    with torch.autocast(torch.device(device).type, dtype=dtype):
         losses = model.loss(inputs, samples)
     loss = sum(v for k, v in losses.items() if k.startswith('loss'))
     assert loss.dtype == torch.float32 and torch.isfinite(loss), losses

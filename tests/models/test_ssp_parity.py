@@ -310,7 +310,7 @@ def load_golden(ssp_parity_dir, ssp_weights, name):
     return _GOLDEN_CACHE[name]
 
 
-def test_mixer_layer0_matches_golden(ssp_parity_dir, ssp_weights):
+def test_mixer_layer0_matches_golden(ssp_parity_dir, ssp_weights, device):
     g = torch.load(osp.join(ssp_parity_dir, 'golden_mixer_tiny_layer0.pt'),
                    weights_only=True)
     sd = {k: ssp_weights.make_tensor(k, s)
@@ -319,9 +319,11 @@ def test_mixer_layer0_matches_golden(ssp_parity_dir, ssp_weights):
     mixer = BiMambaMixer(192, scan_impl='auto')
     mixer.load_state_dict({k[len('layers.0.mixer.'):]: v
                            for k, v in sd.items()}, strict=True)
+    mixer.to(device)
     with torch.no_grad():
-        y_f, y_b = mixer.forward_directions(g['u'])
-        out = mixer(g['u'])
+        y_f, y_b = (y.cpu() for y in mixer.forward_directions(
+            g['u'].to(device)))
+        out = mixer(g['u'].to(device)).cpu()
     assert_close(y_f, g['y_forward'], 'y_forward')
     assert_close(y_b, g['y_backward'], 'y_backward')
     assert_close(out, g['out'], 'out')
@@ -335,7 +337,7 @@ def test_mixer_layer0_matches_golden(ssp_parity_dir, ssp_weights):
 
 
 @pytest.mark.parametrize('name', GOLDEN)
-def test_model_matches_golden(ssp_parity_dir, ssp_weights, name):
+def test_model_matches_golden(ssp_parity_dir, ssp_weights, name, device):
     g, sd, video = load_golden(ssp_parity_dir, ssp_weights, name)
     c = g['config']
     model = build_recognizer(c['arch'], c['img_size'], c['num_frames'],
@@ -344,9 +346,11 @@ def test_model_matches_golden(ssp_parity_dir, ssp_weights, name):
                                       hidden_dims=c['ours_inner_dim'],
                                       attn_dims=c['ours_attn_dim']))
     model.load_state_dict(convert_official_state_dict(sd), strict=True)
-    model.eval()
+    model.to(device).eval()
+    video = video.to(device)
     with torch.no_grad():
-        out = run_with_intermediates(model, video)
+        out = {k: v.cpu() for k, v in run_with_intermediates(
+            model, video).items()}
     saved = [k for k in g if k not in ('config', 'video_u8', 'logits_single')]
     assert set(saved) <= set(out), set(saved) - set(out)
     errors = {k: assert_close(out[k], g[k], k) for k in saved}
@@ -358,7 +362,7 @@ def test_model_matches_golden(ssp_parity_dir, ssp_weights, name):
                 model.cls_head(model.extract_feat(
                     video[i:i + 1, None], test_mode=True)[0])
                 for i in range(video.shape[0])
-            ])
+            ]).cpu()
         assert_close(single, g['logits_single'], 'logits_single')
         assert (single - out['logits']).abs().max() > 1e-5
 

@@ -62,7 +62,8 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize('mode,T,B,f64', CONFIGS)
-def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64):
+def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
+                         device):
     dtype = torch.float64 if f64 else torch.float32
     inputs = torch.load(osp.join(stop_parity_dir, f'inputs_T{T}_B{B}.pt'))
     suffix = '_f64' if f64 else ''
@@ -71,17 +72,18 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64):
     sd = official_state_dict(stop_weights, T, mode)
     assert stop_weights.state_dict_digest(sd) == expected['meta']['weights_digest']
 
-    model = build_official(stop_weights, T, mode, dtype)
-    frames = stop_weights.load_frames(inputs, dtype)
+    model = build_official(stop_weights, T, mode, dtype).to(device)
+    frames = stop_weights.load_frames(inputs, dtype).to(device)
     with torch.no_grad():
-        out = model.forward_with_intermediates(frames, inputs['text_ids'])
+        out = model.forward_with_intermediates(
+            frames, inputs['text_ids'].to(device))
 
-    assert torch.equal(out['mask'], expected['mask'])
+    assert torch.equal(out['mask'].cpu(), expected['mask'])
     checked = []
     for key, ref in expected.items():
         if key in ('meta', 'mask'):
             continue
-        actual = actual_tensor(out, key).to(ref.dtype)
+        actual = actual_tensor(out, key).cpu().to(ref.dtype)
         assert actual.shape == ref.shape, key
         torch.testing.assert_close(
             actual, ref, rtol=0, atol=TOL64 if f64 else TOL32[key],
@@ -93,14 +95,16 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64):
             'video_feature', 'text_feature', 'sim'} <= set(checked)
 
 
-def test_stages_a_to_c_full_size(stop_parity_dir, stop_weights):
+def test_stages_a_to_c_full_size(stop_parity_dir, stop_weights, device):
     """Full-size pixels, h0 and the space-time attention (both modes share them)."""
     inputs = torch.load(osp.join(stop_parity_dir, 'inputs_T4_B2.pt'))
     expected = torch.load(osp.join(stop_parity_dir, 'expected_stop_T4_B2.pt'))
-    model = build_official(stop_weights, 4, 'transformer')
+    model = build_official(stop_weights, 4, 'transformer').to(device)
     frames = stop_weights.load_frames(inputs).reshape(2, 4, 3, 224, 224)
     with torch.no_grad():
-        _, out = model.encode_video(frames, return_intermediates=True)
+        _, out = model.encode_video(frames.to(device),
+                                    return_intermediates=True)
+    out = {k: v.cpu() for k, v in out.items()}
     assert torch.equal(out['mask'], expected['mask'])
     torch.testing.assert_close(
         out['prompted_pixels'][0], expected['prompted_pixels_v0'], rtol=0,

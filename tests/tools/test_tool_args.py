@@ -100,11 +100,34 @@ def test_train_amp(train_tool, monkeypatch):
     cfg = train_cfg(train_tool, '--amp')
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.optim_wrapper.dtype == 'float16'  # MMAction2's default
     cfg = base_cfg()
     cfg.optim_wrapper.type = 'MyWrapper'
     with pytest.raises(SystemExit,
                        match="custom optim_wrapper type 'MyWrapper'"):
         train_cfg(train_tool, '--amp', cfg=cfg)
+
+
+def test_train_amp_dtype(train_tool, monkeypatch):
+    monkeypatch.setattr(train_tool, '_amp_device_available', lambda: True)
+    # the config's AMP dtype (SSP: bf16) is kept, with no loss scaling
+    cfg = base_cfg()
+    cfg.amp_dtype = 'bfloat16'
+    cfg = train_cfg(train_tool, '--amp', cfg=cfg)
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.loss_scale == 1.0
+    cfg = base_cfg()
+    cfg.optim_wrapper.dtype = 'bfloat16'
+    assert train_cfg(train_tool, '--amp',
+                     cfg=cfg).optim_wrapper.dtype == 'bfloat16'
+    # the command line wins
+    cfg = base_cfg()
+    cfg.amp_dtype = 'bfloat16'
+    cfg = train_cfg(train_tool, '--amp', '--amp-dtype', 'float16', cfg=cfg)
+    assert cfg.optim_wrapper.dtype == 'float16'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    with pytest.raises(SystemExit, match='--amp-dtype needs --amp'):
+        train_cfg(train_tool, '--amp-dtype', 'bfloat16')
 
 
 def test_train_missing_config(train_tool, tmp_path):

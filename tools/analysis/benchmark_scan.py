@@ -1,13 +1,20 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""CPU benchmark of the selective scan: 'fast' vs the sequential 'reference'.
+"""Benchmark of the selective scan: one implementation against a baseline.
 
-For each size it reports, per implementation, the median (and min) wall-clock
-time of the forward and of forward + backward over ``--repeats`` runs after
-``--warmup`` runs, the fast/reference speed-up, the peak extra resident
-memory of one call, and the max abs difference between the two outputs (and
-gradients).
+``--impl`` (default ``fast``; or ``triton``, ``mamba_ssm``, ``reference``) is
+measured against ``--baseline`` (default the sequential ``reference``) on
+``--device`` (``cpu`` or ``cuda``). For each size it reports, per
+implementation, the median (and min) wall-clock time of the forward and of
+forward + backward over ``--repeats`` runs after ``--warmup`` runs, the
+baseline/impl speed-up, the peak extra memory of one call, and the max abs
+difference between the two outputs (and gradients).
 
-Memory: each (size, implementation, mode) runs once in a fresh subprocess
+CUDA: times are taken after ``torch.cuda.synchronize()``; memory is the peak
+of ``torch.cuda.max_memory_allocated()`` during one call minus the memory
+allocated before it. ``--impl triton`` also runs on CPU tensors under
+Triton's interpreter (``TRITON_INTERPRET=1``), slowly: for checking only.
+
+CPU memory: each (size, implementation, mode) runs once in a fresh subprocess
 that builds the inputs, resets the kernel's peak-RSS mark (``echo 5 >
 /proc/self/clear_refs``), and reports ``VmHWM`` (peak RSS) after one call
 minus ``VmRSS`` before it, from ``/proc/self/status``: the peak extra
@@ -18,9 +25,11 @@ The call is the one VideoMamba's mixer makes: ``selective_scan(u, delta, A,
 B, C, D, z, delta_bias, delta_softplus=True)`` with Mamba-like values
 (A = -exp(log(1..S)), delta = softplus(dt + bias) in about [1e-3, 0.1]).
 
-Example::
+Examples::
 
     python tools/analysis/benchmark_scan.py --threads 2 --repeats 7
+    python tools/analysis/benchmark_scan.py --device cuda --impl triton \
+        --baseline fast --sizes videomamba_m
 """
 import argparse
 import json
@@ -71,7 +80,14 @@ def make_inputs(batch, channels, length, state, seed=0):
 
 
 def run_once(impl, inputs, backward, grad_out=None):
-    """One call; returns (out, grads or None)."""
+    """One call; returns (out, grads or None), CUDA work finished."""
+    out, grads = _call(impl, inputs, backward, grad_out)
+    if out.is_cuda:
+        torch.cuda.synchronize()
+    return out, grads
+
+
+def _call(impl, inputs, backward, grad_out):
     from mmstop.models.ops import selective_scan
     if not backward:
         with torch.no_grad():
@@ -89,6 +105,17 @@ def _status_kib(key):
             if line.startswith(key + ':'):
                 return int(line.split()[1])
     raise RuntimeError(f'{key} not in /proc/self/status')
+
+
+def cuda_memory(size, impl, backward, device):
+    """Peak extra CUDA memory (KiB) of one call, measured in this process."""
+    inputs = {k: v.to(device) for k, v in make_inputs(*size).items()}
+    grad_out = torch.randn(inputs['u'].shape, device=device)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    run_once(impl, inputs, backward, grad_out)
+    return (torch.cuda.max_memory_allocated() - before) / 1024
 
 
 def child_memory(args):
@@ -134,17 +161,23 @@ def max_abs(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
         '--sizes', nargs='+', type=parse_size,
         default=[parse_size(k) for k in SIZES],
         help=f'presets {sorted(SIZES)} or "B,E,L,S" (default: all presets)')
+    parser.add_argument('--impl', default='fast',
+                        choices=['fast', 'triton', 'mamba_ssm', 'reference'],
+                        help='implementation measured (default fast)')
+    parser.add_argument('--baseline', default='reference',
+                        choices=['reference', 'fast', 'triton', 'mamba_ssm'],
+                        help='what it is compared with (default reference)')
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--ref-repeats', type=int, default=None,
-                        help='repeats for the slow reference (default: '
-                        '--repeats)')
+                        help='repeats for the baseline (default: --repeats)')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--modes', nargs='+', default=['fwd', 'fwd+bwd'],
                         choices=['fwd', 'fwd+bwd'])
@@ -157,47 +190,56 @@ def main():
                         type=lambda s: tuple(int(v) for v in s.split(',')))
     parser.add_argument('--child-bwd', action='store_true',
                         help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child_impl:
         return child_memory(args)
 
     torch.set_num_threads(args.threads)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: CUDA is not available here')
     ref_repeats = args.ref_repeats or args.repeats
+    base, impl_name = args.baseline, args.impl
     cpu = platform.processor() or platform.machine()
-    print(f'torch {torch.__version__}, {args.threads} thread(s), '
-          f'{os.cpu_count()} CPUs ({cpu}), load average at start '
+    where = (torch.cuda.get_device_name(0) if args.device == 'cuda' else
+             f'{args.threads} thread(s), {os.cpu_count()} CPUs ({cpu})')
+    print(f'torch {torch.__version__}, {where}, load average at start '
           f'{os.getloadavg()[0]:.2f}')
-    print(f'median (min) wall-clock of {args.repeats} runs '
-          f'({ref_repeats} for the reference) after {args.warmup} warm-up; '
-          'memory = peak extra RSS of one call in a fresh process')
-    print('wall ms: median (min) wall-clock; cpu ms: median process CPU '
-          'time (all threads); speed-up = reference / fast')
-    header = (f'{"size B,E,L,S":<28} {"mode":<8} {"ref wall ms":>18} '
-              f'{"fast wall ms":>16} {"speed-up":>9} {"ref cpu":>8} '
-              f'{"fast cpu":>8} {"speed-up":>9} {"ref MiB":>8} '
-              f'{"fast MiB":>9} {"max|diff|":>9} {"rel diff":>9}')
+    print(f'{impl_name} against {base} on {args.device}: median (min) '
+          f'wall-clock of {args.repeats} runs ({ref_repeats} for {base}) '
+          f'after {args.warmup} warm-up; memory = peak extra '
+          + ('CUDA memory of one call' if args.device == 'cuda' else
+             'RSS of one call in a fresh process'))
+    print(f'wall ms: median (min) wall-clock; cpu ms: median process CPU '
+          f'time (all threads); speed-up = {base} / {impl_name}')
+    header = (f'{"size B,E,L,S":<28} {"mode":<8} {"base wall ms":>18} '
+              f'{"impl wall ms":>16} {"speed-up":>9} {"base cpu":>8} '
+              f'{"impl cpu":>8} {"speed-up":>9} {"base MiB":>8} '
+              f'{"impl MiB":>9} {"max|diff|":>9} {"rel diff":>9}')
     print(header, flush=True)
     results = []
     for name, size in args.sizes:
-        inputs = make_inputs(*size)
-        grad_out = torch.randn(inputs['u'].shape)
+        inputs = {k: v.to(args.device) for k, v in make_inputs(*size).items()}
+        grad_out = torch.randn(inputs['u'].shape, device=args.device)
         for mode in args.modes:
             bwd = mode == 'fwd+bwd'
-            row = dict(size=name, shape=size, mode=mode, threads=args.threads)
+            row = dict(size=name, shape=size, mode=mode, threads=args.threads,
+                       device=args.device, impl=impl_name, baseline=base)
             outs = {}
-            for impl in ('reference', 'fast'):
-                reps = ref_repeats if impl == 'reference' else args.repeats
+            for key, impl in (('baseline', base), ('impl', impl_name)):
+                reps = ref_repeats if key == 'baseline' else args.repeats
                 med, best, cpu = time_calls(
                     lambda: run_once(impl, inputs, bwd, grad_out),
                     args.warmup, reps)
-                row[f'{impl}_median_ms'] = med * 1e3
-                row[f'{impl}_min_ms'] = best * 1e3
-                row[f'{impl}_cpu_median_ms'] = cpu * 1e3
-                outs[impl] = run_once(impl, inputs, bwd, grad_out)
+                row[f'{key}_median_ms'] = med * 1e3
+                row[f'{key}_min_ms'] = best * 1e3
+                row[f'{key}_cpu_median_ms'] = cpu * 1e3
+                outs[key] = run_once(impl, inputs, bwd, grad_out)
                 if not args.no_memory:
-                    row[f'{impl}_peak_mib'] = measure_memory(
-                        size, impl, bwd, args.threads) / 1024
-            (o_ref, g_ref), (o_fast, g_fast) = outs['reference'], outs['fast']
+                    row[f'{key}_peak_mib'] = (
+                        cuda_memory(size, impl, bwd, args.device)
+                        if args.device == 'cuda' else measure_memory(
+                            size, impl, bwd, args.threads)) / 1024
+            (o_ref, g_ref), (o_fast, g_fast) = outs['baseline'], outs['impl']
             row['max_abs_diff_out'] = max_abs(o_fast, o_ref)
             row['max_abs_out'] = o_ref.abs().max().item()
             if bwd:
@@ -205,10 +247,10 @@ def main():
                     k: max_abs(g_fast[k], g_ref[k]) for k in g_ref}
                 row['max_abs_grad'] = {
                     k: g_ref[k].abs().max().item() for k in g_ref}
-            row['speedup'] = row['reference_median_ms'] / row[
-                'fast_median_ms']
-            row['speedup_cpu'] = row['reference_cpu_median_ms'] / row[
-                'fast_cpu_median_ms']
+            row['speedup'] = row['baseline_median_ms'] / row[
+                'impl_median_ms']
+            row['speedup_cpu'] = row['baseline_cpu_median_ms'] / row[
+                'impl_cpu_median_ms']
             diff = row['max_abs_diff_out']
             rel = diff / row['max_abs_out']
             if bwd:
@@ -218,17 +260,17 @@ def main():
                     for k in row['max_abs_grad']
                 ])
             row['max_rel_diff'] = rel
-            mem = ('{:>8.1f} {:>9.1f}'.format(row['reference_peak_mib'],
-                                              row['fast_peak_mib'])
+            mem = ('{:>8.1f} {:>9.1f}'.format(row['baseline_peak_mib'],
+                                              row['impl_peak_mib'])
                    if not args.no_memory else f'{"-":>8} {"-":>9}')
-            ref_t = '{:>9.1f} ({:>6.1f})'.format(row['reference_median_ms'],
-                                                 row['reference_min_ms'])
-            fast_t = '{:>7.1f} ({:>6.1f})'.format(row['fast_median_ms'],
-                                                row['fast_min_ms'])
+            ref_t = '{:>9.1f} ({:>6.1f})'.format(row['baseline_median_ms'],
+                                                 row['baseline_min_ms'])
+            fast_t = '{:>7.1f} ({:>6.1f})'.format(row["impl_median_ms"],
+                                                row['impl_min_ms'])
             print(f'{name + " " + str(size):<28} {mode:<8} {ref_t} {fast_t}'
                   f' {row["speedup"]:>8.1f}x'
-                  f' {row["reference_cpu_median_ms"]:>8.1f}'
-                  f' {row["fast_cpu_median_ms"]:>8.1f}'
+                  f' {row["baseline_cpu_median_ms"]:>8.1f}'
+                  f' {row["impl_cpu_median_ms"]:>8.1f}'
                   f' {row["speedup_cpu"]:>8.1f}x {mem} {diff:>9.1e}'
                   f' {rel:>9.1e}',
                   flush=True)

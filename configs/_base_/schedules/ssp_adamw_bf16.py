@@ -20,6 +20,9 @@
 # The learning rate, its schedule and gradient accumulation depend on the
 # dataset: each config sets ``optimizer.lr``, ``accumulative_counts`` and
 # ``param_scheduler``.
+# ``tools/train.py --amp`` on a config that replaced the wrapper (the CPU
+# demo) autocasts to this dtype
+amp_dtype = 'bfloat16'
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     dtype='bfloat16',

@@ -31,7 +31,9 @@ exits non-zero if any check fails:
 * **scan**: the selective scan alone at VideoMamba-M size (batch 8, 1,152
   channels, 1,593 steps, state 16, fp32): forward and forward + backward of
   each implementation available (Triton, mamba_ssm, and the per-step
-  ``fast`` loop for comparison), with ratios to the fastest.
+  ``fast`` loop for comparison), with ratios to the fastest; then the
+  Triton kernels' launch settings (chunk, channels per program, warps)
+  swept.
 
 ``--device cpu --quick`` runs the train / throughput / scan sections on the
 CPU at demo sizes (the tests use it to keep this tool working); the tests
@@ -79,6 +81,11 @@ QUICK_MODELS = (
 )
 SCAN_SIZE = (8, 1152, 1593, 16)  # batch, channels, length, state
 QUICK_SCAN_SIZE = (2, 64, 100, 16)
+# Triton launch settings tried (chunk, block_e, num_warps): the defaults of
+# selective_scan_triton were chosen without a GPU; this sweep tells the next
+# person which to pick
+TRITON_SWEEP = ((64, 32, 4), (64, 32, 8), (64, 16, 4), (32, 32, 4),
+                (128, 16, 8), (64, 64, 8))
 
 
 def parse_args(argv=None):
@@ -391,9 +398,9 @@ def section_scan(args):
         D=torch.ones(channels),
         z=torch.randn(batch, channels, length, generator=g),
         delta_bias=torch.empty(channels).uniform_(-6.9, -2.25, generator=g))
-    rows = []
-    for impl in impls:
-        row = dict(impl=impl)
+
+    def timed(fn):
+        row = {}
         for mode in ('forward', 'forward+backward'):
             x = {k: v.to(args.device).requires_grad_(mode != 'forward')
                  for k, v in base.items()}
@@ -402,20 +409,41 @@ def section_scan(args):
                 sync(args.device)
                 start = time.perf_counter()
                 with torch.set_grad_enabled(mode != 'forward'):
-                    out = selective_scan(**x, delta_softplus=True, impl=impl)
+                    out = fn(**x, delta_softplus=True)
                     if mode != 'forward':
                         out.sum().backward()
                 sync(args.device)
                 if i:
                     times.append(time.perf_counter() - start)
             row[mode] = statistics.median(times)
-        rows.append(row)
-    for mode in ('forward', 'forward+backward'):
-        best = min(r[mode] for r in rows)
-        for r in rows:
-            r[f'{mode} / fastest'] = r[mode] / best
+        return row
+
+    def ratios(rows):
+        for mode in ('forward', 'forward+backward'):
+            best = min(r[mode] for r in rows)
+            for r in rows:
+                r[f'{mode} / fastest'] = r[mode] / best
+        return rows
+
+    rows = ratios([
+        dict(impl=impl, **timed(
+            lambda impl=impl, **kw: selective_scan(**kw, impl=impl)))
+        for impl in impls
+    ])
+    sweep = []
+    if args.device == 'cuda' and not args.quick:
+        from mmstop.models.ops.selective_scan_triton import \
+            selective_scan_triton
+        for chunk, block_e, warps in TRITON_SWEEP:
+            sweep.append(
+                dict(impl=f'triton chunk {chunk}, block_e {block_e}, '
+                     f'{warps} warps',
+                     **timed(lambda c=chunk, b=block_e, w=warps, **kw:
+                             selective_scan_triton(chunk=c, block_e=b,
+                                                   num_warps=w, **kw))))
+        ratios(sweep)
     return dict(size=dict(batch=batch, channels=channels, length=length,
-                          state=state), rows=rows)
+                          state=state), rows=rows, sweep=sweep)
 
 
 # --------------------------------------------------------------------------
@@ -518,11 +546,17 @@ def render(report):
                   'delta_softplus, D, z and delta_bias on.', '',
                   '| impl | forward s | x fastest | forward+backward s | '
                   'x fastest |', '|---|---|---|---|---|']
-        for r in res['scan']['rows']:
-            lines.append(f"| {r['impl']} | {fmt(r['forward'])} | "
-                         f"{r['forward / fastest']:.2f} | "
-                         f"{fmt(r['forward+backward'])} | "
-                         f"{r['forward+backward / fastest']:.2f} |")
+        for rows in (res['scan']['rows'], res['scan']['sweep']):
+            if rows is res['scan']['sweep'] and rows:
+                lines += ['', 'Triton launch settings (x fastest among '
+                          'these):', '', '| settings | forward s | x fastest '
+                          '| forward+backward s | x fastest |',
+                          '|---|---|---|---|---|']
+            for r in rows:
+                lines.append(f"| {r['impl']} | {fmt(r['forward'])} | "
+                             f"{r['forward / fastest']:.2f} | "
+                             f"{fmt(r['forward+backward'])} | "
+                             f"{r['forward+backward / fastest']:.2f} |")
         lines.append('')
     status = 'PASSED' if report['ok'] else 'FAILED'
     lines += [f'Overall: **{status}**', '']

@@ -44,6 +44,14 @@ and reduced afterwards with one ``sum`` (no atomics, so the results are
 deterministic); ``d A``, ``d D`` and ``d delta_bias`` are written per batch
 element and summed the same way.
 
+Memory: the forward keeps nothing beyond its inputs for the backward. The
+backward's temporaries, freed when it returns, are the chunk states
+(``4 * batch * channels * ceil(length / chunk) * state`` bytes) and the
+per-block ``d B`` / ``d C`` (``2 * 4 * batch * ceil(channels / block_e) *
+state * length`` bytes): 59 MB and 235 MB for one VideoMamba-M scan at
+batch 32 (1,152 channels, 1,593 steps, state 16), against 235 MB for ``u``
+alone in fp32.
+
 Triton must be importable. On CUDA tensors the kernels are compiled; on CPU
 tensors they only run under Triton's interpreter (``TRITON_INTERPRET=1`` set
 before ``triton`` is first imported), which the tests use.

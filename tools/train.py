@@ -42,9 +42,10 @@ def parse_args(argv=None):
         const='auto',
         default=None,
         metavar='CHECKPOINT',
-        help='resume training (model, optimizer, scheduler, epoch/iter): '
-        'from CHECKPOINT if given, else from the latest checkpoint in the '
-        'work dir')
+        help='resume training (model, optimizer, scheduler, epoch/iter, '
+        'random states): from CHECKPOINT if given, else from the newest '
+        'intact checkpoint in the work dir (a truncated or corrupt latest '
+        'one is skipped with a warning)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -173,7 +174,36 @@ def merge_args(cfg: Config, args) -> Config:
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('resume', False) and cfg.get('load_from', None) is None:
+        cfg.load_from = resolve_auto_resume(cfg.work_dir)
     return cfg
+
+
+def resolve_auto_resume(work_dir: str):
+    """The checkpoint an automatic resume continues from: the newest intact
+    one of ``work_dir``; a truncated or corrupt newer one is skipped with a
+    warning naming it. None when the work dir has no checkpoint at all
+    (MMEngine then trains from scratch)."""
+    from mmengine.logging import print_log
+
+    from mmstop.utils.checkpoint import (checkpoint_problem,
+                                         find_resumable_checkpoint)
+    found = find_resumable_checkpoint(work_dir)
+    if found is not None:
+        print_log(f'--resume: resuming from the newest intact checkpoint '
+                  f'{found}', logger='current')
+        return found
+    record = osp.join(work_dir, 'last_checkpoint')
+    last = ''
+    if osp.isfile(record):
+        with open(record) as f:
+            last = f.read().strip()
+    if last:
+        raise SystemExit(
+            f'error: --resume: {work_dir} holds no intact checkpoint (the '
+            f'latest, {last}: {checkpoint_problem(last)}); pass --resume '
+            'CHECKPOINT or start without --resume')
+    return None
 
 
 def build_runner(cfg: Config):

@@ -91,7 +91,7 @@ def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
         '--resume', '--cfg-options', 'train_cfg.max_epochs=2',
         *data_options(demo)
     ], tmp_path / 'resume.log')
-    assert 'Auto resumed from the latest checkpoint' in out
+    assert 'resuming from the newest intact checkpoint' in out
     assert 'resumed epoch: 1' in out
     second = load_ckpt(osp.join(work, 'epoch_2.pth'))
     assert second['meta']['epoch'] == 2

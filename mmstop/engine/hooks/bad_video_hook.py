@@ -26,8 +26,8 @@ class BadVideoHook(Hook):
     :mod:`mmstop.datasets.bad_video`) replace a sample whose video cannot
     be read and mark the replacement with the skipped file. The marks reach
     the main process with the batch whatever the number of dataloader
-    workers; this hook counts them and logs after each epoch how many samples
-    were replaced and how many distinct files have failed so far (the
+    workers; this hook counts them and logs after each epoch how many reads
+    were skipped and how many distinct files have failed so far (the
     dataset itself logs each file once with the reason, and stops the run
     past its ``max_bad_fraction``). The counts are also stored in the
     message hub (``train/skipped_videos`` per epoch,
@@ -57,7 +57,7 @@ class BadVideoHook(Hook):
                                        self.epoch_count)
         runner.message_hub.update_info('bad_video_files', sorted(self.files))
         runner.logger.warning(
-            f'epoch {runner.epoch + 1}: {self.epoch_count} training sample(s) '
-            f'replaced because their video could not be read; '
+            f'epoch {runner.epoch + 1}: skipped {self.epoch_count} unreadable '
+            'video(s) (each replaced by another sample); '
             f'{len(self.files)} distinct unreadable file(s) so far: '
             f'{sorted(self.files)}')

@@ -12,15 +12,16 @@
 #
 # Everything but the sizes is the UCF101 recipe of
 # configs/ssp_videomamba_m16_ucf101.py: frozen backbone with SSP prompts
-# (P = 3), repeated augmentation x2, RandAugment, random resized crop, flip,
+# (P = 3), repeated augmentation x2, RandAugment, random resized crop,
 # random erasing, mixup/cutmix with label smoothing, AdamW with the official
 # no-decay rule, linear warm-up then per-iteration cosine, multi-view test
-# (2 temporal windows x 3 crops, probabilities averaged). Differences:
-# VideoMamba-tiny (24 layers, width 192) from random weights (no
-# checkpoint), 32 x 32 frames with 8 x 8 patches, 4 frames at stride 2,
-# smaller SSP modules (hidden and attention width 32), fp32 on the CPU
-# instead of bf16, 6 epochs (1 warm-up), validation only after the last
-# epoch.
+# (2 temporal windows x 3 crops, probabilities averaged). Differences: no
+# horizontal flip (the demo generator's 'moving left' / 'moving right'
+# classes, num_classes > 4, swap under a flip), VideoMamba-tiny (24 layers,
+# width 192) from random weights (no checkpoint), 32 x 32 frames with 8 x 8
+# patches, 4 frames at stride 2, smaller SSP modules (hidden and attention
+# width 32), fp32 on the CPU instead of bf16, 6 epochs (1 warm-up),
+# validation only after the last epoch.
 #
 # It checks that the recipe runs end to end; expect CHANCE-LEVEL top-1
 # (about 25 %). SSP adapts a pretrained backbone, and a random VideoMamba
@@ -32,6 +33,7 @@ _base_ = ['./ssp_videomamba_m16_ucf101.py']
 num_classes = 4
 num_frames = 4
 image_size = 32
+resize_short = image_size * 5 // 4  # short side before the evaluation crops
 embed_dims = 192  # VideoMamba-tiny
 data_root = 'data/demo/videos'
 ann_file_train = 'data/demo/train.txt'
@@ -66,7 +68,6 @@ clip_augment = [
     dict(type='RandomResizedCrop', area_range=(0.08, 1.0),
          aspect_ratio_range=(3 / 4, 4 / 3)),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
-    dict(type='Flip', flip_ratio=0.5),  # the 4 demo classes are flip-proof
     dict(type='RandomErasing', erase_prob=0.25, mode='rand',
          fill_color=img_mean, fill_std=img_std),
     dict(type='FormatShape', input_format='NCTHW'),
@@ -84,7 +85,7 @@ val_pipeline = [
     dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
          num_clips=1, test_mode=True, out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 40)),
+    dict(type='Resize', scale=(-1, resize_short)),
     dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
@@ -94,7 +95,7 @@ test_pipeline = [
     dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
          num_clips=2, test_mode=True, out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 40)),
+    dict(type='Resize', scale=(-1, resize_short)),
     dict(type='LongSideCrops', crop_size=image_size, num_crops=3),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')

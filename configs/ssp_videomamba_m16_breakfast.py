@@ -1,6 +1,7 @@
-# SSP on a frozen VideoMamba-M, Breakfast (10 activities): sh/Breakfast.sh
-# (spec ssp.md section 4.2). Recipe of configs/ssp_videomamba_m16_ucf101.py
-# (read its header for the augmentations and what is approximated) except:
+# SSP on a frozen VideoMamba-M, Breakfast (10 activities): sh/Breakfast.sh.
+# Recipe of configs/ssp_videomamba_m16_ucf101.py (read its header for the
+# augmentations and what is approximated; the horizontal flip stays: no
+# Breakfast activity depends on left/right) except:
 # 32 frames from the 32-frame K400 checkpoint, sparse (segment) sampling,
 # 2 videos per GPU with 8 accumulation steps (128 clips per update), base lr
 # 1e-3, 20 epochs, 8 x 6 test views, per-rank seeds.
@@ -18,6 +19,7 @@ _base_ = ['./ssp_videomamba_m16_ucf101.py']
 
 num_classes = 10
 num_frames = 32
+image_size = _base_.image_size
 pretrained_checkpoint = \
     'data/pretrained/videomamba_m16_k400_mask_ft_f32_res224.pth'
 data_root = 'data/breakfast/videos'
@@ -38,7 +40,7 @@ model = dict(
             ])),
     # 48 views of 32 frames: run them 6 at a time (the SSP frame importance
     # takes its entropy max over each chunk; the official test batches 2
-    # views per GPU, the effect is at round-off level, spec section 3.5)
+    # views per GPU, the effect is at round-off level)
     test_cfg=dict(max_testing_views=6))
 
 train_pipeline = [
@@ -54,8 +56,8 @@ val_pipeline = [
     dict(type='UniformSample', clip_len=num_frames, num_clips=1,
          test_mode=True),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
@@ -64,8 +66,8 @@ test_pipeline = [
     dict(type='UniformSample', clip_len=num_frames, num_clips=8,
          test_mode=True),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='LongSideCrops', crop_size=224, num_crops=6),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='LongSideCrops', crop_size=image_size, num_crops=6),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]

@@ -1,7 +1,8 @@
-# SSP on a frozen VideoMamba-M, Something-Something V2: sh/SSV2.sh (spec
-# ssp.md section 4.2). Recipe of configs/ssp_videomamba_m16_ucf101.py (read
-# its header for the augmentations and what is approximated) except: 174
-# classes, TSN segment sampling, NO horizontal flip, base lr 2e-4 with
+# SSP on a frozen VideoMamba-M, Something-Something V2: sh/SSV2.sh. Recipe
+# of configs/ssp_videomamba_m16_ucf101.py (read its header for the
+# augmentations and what is approximated) except: 174 classes, TSN segment
+# sampling, NO horizontal flip (several SSv2 classes are defined by
+# left/right, e.g. "Pushing something from left to right"), base lr 2e-4 with
 # 16 accumulation steps (1,024 clips per update), 7 epochs (5 of them
 # warm-up), 2 x 9 test views, per-rank seeds. The init checkpoint is still
 # the K400 one (SSP does not use the SSv2 VideoMamba checkpoints).
@@ -19,7 +20,8 @@
 _base_ = ['./ssp_videomamba_m16_ucf101.py']
 
 num_classes = 174
-num_frames = 8
+num_frames = _base_.num_frames
+image_size = _base_.image_size
 data_root = 'data/sthv2/videos'
 ann_file_train = 'data/sthv2/sthv2_train_list_videos.txt'
 ann_file_val = 'data/sthv2/sthv2_val_list_videos.txt'
@@ -36,19 +38,8 @@ model = dict(
                      num_classes=num_classes)
             ])))
 
-img_mean = [123.675, 116.28, 103.53]
-img_std = [58.395, 57.12, 57.375]
-clip_augment = [  # as UCF101, without the flip
-    dict(type='TorchVisionWrapper', op='RandAugment', num_ops=4, magnitude=7,
-         num_magnitude_bins=11, interpolation=2),  # 2 = bilinear
-    dict(type='RandomResizedCrop', area_range=(0.08, 1.0),
-         aspect_ratio_range=(3 / 4, 4 / 3)),
-    dict(type='Resize', scale=(224, 224), keep_ratio=False),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand',
-         fill_color=img_mean, fill_std=img_std),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackActionInputs')
-]
+# UCF101's per-clip augmentation without the horizontal flip
+clip_augment = [t for t in _base_.clip_augment if t.type != 'Flip']
 train_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
     dict(type='SegmentSampleFrames', num_segments=num_frames,
@@ -61,8 +52,8 @@ val_pipeline = [
     dict(type='SegmentSampleFrames', num_segments=num_frames,
          test_mode=True),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
@@ -70,8 +61,8 @@ test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
     dict(type='SegmentViewSampleFrames', clip_len=num_frames, num_views=2),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='LongSideCrops', crop_size=224, num_crops=9),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='LongSideCrops', crop_size=image_size, num_crops=9),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]

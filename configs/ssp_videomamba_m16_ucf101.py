@@ -1,5 +1,5 @@
 # SSP (NeurIPS 2025) on a frozen VideoMamba-M, UCF101 split 1: the official
-# recipe of sh/UCF101.sh + main_video.py defaults (spec ssp.md section 4).
+# recipe of sh/UCF101.sh + main_video.py defaults.
 # Paper: 97.03 top-1 (4 x RTX 4090).
 #
 #   bash tools/dist_train.sh configs/ssp_videomamba_m16_ucf101.py 4
@@ -25,15 +25,16 @@
 #   milder (5 bits at m7; timm 2 bits) and interpolates bilinearly (timm:
 #   bicubic); rotate / shear / relative translate (0.45 x frame size) /
 #   colour ops use the same ranges. Then random resized crop (scale 0.08-1,
-#   ratio 3/4-4/3, one box per clip) to 224, horizontal flip 0.5 and random
-#   erasing (p 0.25, one box for all frames, per-pixel normal noise of the
-#   ImageNet statistics = N(0, 1) after normalisation; values clipped to
-#   0..255 here).
+#   ratio 3/4-4/3, one box per clip) to 224, horizontal flip 0.5 (opt-in:
+#   no UCF101 class depends on left/right; configs of data with direction
+#   classes leave it out) and random erasing (p 0.25, one box for all
+#   frames, per-pixel normal noise of the ImageNet statistics = N(0, 1)
+#   after normalisation; values clipped to 0..255 here).
 # * Mixup 0.8 / CutMix 1.0 / switch 0.5 and label smoothing 0.1: the data
 #   preprocessor's RandomBatchAugment and the head's label_smooth_eps (base
 #   model config). The mixing partner is a random permutation of the batch
 #   (timm: the reversed batch).
-# * Sampling APPROXIMATIONS (MMAction2 SampleFrames, spec section 4.5):
+# * Sampling APPROXIMATIONS (MMAction2 SampleFrames):
 #   train frames start + 4k (official: 8 linspace points over 32 frames),
 #   val takes the centred window (official: the window ending at
 #   (n - 32) // 2), test windows start at round(k (n - 29) / (S - 1))
@@ -47,9 +48,14 @@ _base_ = [
     './_base_/schedules/ssp_adamw_bf16.py',
 ]
 custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
+# re-derives the config from overridden top-level variables and checks the
+# class counts before building (README, "Configs: what to change")
+runner_type = 'ResolvedConfigRunner'
 
+# What a new dataset changes; every field below derives from these.
 num_classes = 101
 num_frames = 8
+image_size = 224
 pretrained_checkpoint = \
     'data/pretrained/videomamba_m16_k400_mask_ft_f8_res224.pth'
 data_root = 'data/ucf101/videos'
@@ -58,7 +64,10 @@ ann_file_val = 'data/ucf101/ucf101_val_split_1_videos.txt'
 ann_file_test = ann_file_val  # official: val.csv = test.csv = split 1 test
 
 model = dict(
-    backbone=dict(num_frames=num_frames, pretrained=pretrained_checkpoint),
+    backbone=dict(
+        img_size=image_size,
+        num_frames=num_frames,
+        pretrained=pretrained_checkpoint),
     cls_head=dict(num_classes=num_classes),
     data_preprocessor=dict(
         blending=dict(
@@ -77,8 +86,8 @@ clip_augment = [
          num_magnitude_bins=11, interpolation=2),  # 2 = bilinear
     dict(type='RandomResizedCrop', area_range=(0.08, 1.0),
          aspect_ratio_range=(3 / 4, 4 / 3)),
-    dict(type='Resize', scale=(224, 224), keep_ratio=False),
-    dict(type='Flip', flip_ratio=0.5),
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
+    dict(type='Flip', flip_ratio=0.5),  # opt-in, see the header
     dict(type='RandomErasing', erase_prob=0.25, mode='rand',
          fill_color=img_mean, fill_std=img_std),
     dict(type='FormatShape', input_format='NCTHW'),
@@ -96,8 +105,8 @@ val_pipeline = [
     dict(type='SampleFrames', clip_len=num_frames, frame_interval=4,
          num_clips=1, test_mode=True, out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
@@ -107,8 +116,8 @@ test_pipeline = [
     dict(type='SampleFrames', clip_len=num_frames, frame_interval=4,
          num_clips=4, test_mode=True, out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='ThreeCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='ThreeCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]

@@ -1,9 +1,9 @@
 # STOP (CVPR 2025) paragraph-to-video retrieval on ActivityNet Captions,
-# official recipe of scripts/activitynet.sh (commit 7253928; spec stop.md
-# section 3): each video's sentences joined into one paragraph, 64 frames,
-# 64 tokens, DGL 'linear' prompt generator, 16 videos per GPU x 8 GPUs = 128
-# all-gathered, 10 epochs, AdamW lr 1e-3, 10 % warm-up from 1e-8 then cosine
-# to 1e-8 per iteration, clipping at 1.0, tested on val_1 with batch 16.
+# official recipe of scripts/activitynet.sh (commit 7253928): each video's
+# sentences joined into one paragraph, 64 frames, 64 tokens, DGL 'linear'
+# prompt generator, 16 videos per GPU x 8 GPUs = 128 all-gathered, 10
+# epochs, AdamW lr 1e-3, 10 % warm-up from 1e-8 then cosine to 1e-8 per
+# iteration, clipping at 1.0, tested on val_1 with batch 16.
 # (The shipped script passes an undefined --unified_prompt_layers argument
 # and ends with a stray `done`; the values above are the ones it sets.)
 #
@@ -29,8 +29,12 @@ _base_ = [
     './_base_/schedules/stop_adamw.py',
 ]
 custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
+# re-derives the config from overridden top-level variables before building
+# (README, "Configs: what to change")
+runner_type = 'ResolvedConfigRunner'
 
 num_frames = 64
+image_size = 224
 context_length = 64
 data_root = 'data/anet/videos'
 ann_file_train = 'data/anet/anet_train.json'
@@ -38,7 +42,10 @@ ann_file_test = 'data/anet/anet_val_1.json'
 
 model = dict(
     type='STOPSimilarity',
-    backbone=dict(num_frames=num_frames, prompt_generator='linear'),
+    backbone=dict(
+        num_frames=num_frames,
+        arch=dict(image_size=image_size),
+        prompt_generator='linear'),
     gather_grad='local',
     data_preprocessor=dict(format_shape='NCHW'))
 
@@ -46,8 +53,8 @@ train_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
     dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=False),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='TokenizeText', context_length=context_length),
     dict(type='PackVideoTextInputs')
@@ -56,8 +63,8 @@ test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
     dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=True),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='TokenizeText', context_length=context_length),
     dict(type='PackVideoTextInputs')

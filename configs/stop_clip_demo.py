@@ -3,11 +3,16 @@
 # (``python tools/data/generate_demo_dataset.py data/demo``, or
 # ``python tools/run_demo.py`` which does everything). No downloads; a few
 # minutes on 2 CPU cores.
+#
+# No horizontal flip (unlike UCF101): the demo generator's 'moving left' /
+# 'moving right' classes (num_classes > 4) swap under a flip.
 _base_ = ['./stop_clip_ucf101.py']
 
 num_frames = 8
 image_size = 32
 data_root = 'data/demo/videos'
+ann_file_train = 'data/demo/train.txt'
+ann_file_val = 'data/demo/val.txt'
 classnames_file = 'data/demo/classnames.txt'
 
 model = dict(
@@ -54,15 +59,15 @@ dataset = dict(
     data_prefix=dict(video=data_root), classnames_file=classnames_file)
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file='data/demo/train.txt', pipeline=train_pipeline,
+    dataset=dict(ann_file=ann_file_train, pipeline=train_pipeline,
                  **dataset))
 val_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file='data/demo/val.txt', pipeline=val_pipeline,
+    dataset=dict(ann_file=ann_file_val, pipeline=val_pipeline,
                  **dataset))
 test_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file='data/demo/val.txt', pipeline=test_pipeline,
+    dataset=dict(ann_file=ann_file_val, pipeline=test_pipeline,
                  **dataset))
 
 # 20 epochs at lr 2e-3: test top-1 100% for seeds 0, 2, 3, 4, 5 and 75% for

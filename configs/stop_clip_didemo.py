@@ -1,5 +1,5 @@
 # STOP (CVPR 2025) paragraph-to-video retrieval on DiDeMo. There is NO
-# official script (spec stop.md section 3); the paper only states 64 frames
+# official script; the paper only states 64 frames
 # and 64 tokens. ASSUMED recipe, and why:
 # * the official ActivityNet recipe (scripts/activitynet.sh): DiDeMo is the
 #   other paragraph dataset with 64 frames / 64 tokens, and activitynet.sh

@@ -1,5 +1,6 @@
 # STOP action recognition on HMDB51 split 1; same recipe as UCF101 (see
-# configs/stop_clip_ucf101.py for the assumptions).
+# configs/stop_clip_ucf101.py for the assumptions), horizontal flip
+# included: no HMDB51 class depends on left/right.
 #
 #   bash tools/dist_train.sh configs/stop_clip_hmdb51.py 8
 _base_ = ['./stop_clip_ucf101.py']

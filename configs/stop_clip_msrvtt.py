@@ -1,5 +1,5 @@
 # STOP (CVPR 2025) text-video retrieval on MSR-VTT, official recipe of
-# scripts/msrvtt.sh (commit 7253928; spec stop.md sections 2.10 and 3):
+# scripts/msrvtt.sh (commit 7253928):
 # 9k training videos with all 20 captions unfolded (180k pairs per epoch),
 # 1k-A (JSFusion) test, 12 frames, 32 tokens, DGL 'transformer' prompt
 # generator, 32 videos per GPU x 4 GPUs = 128 all-gathered for the symmetric
@@ -29,8 +29,12 @@ _base_ = [
     './_base_/schedules/stop_adamw.py',
 ]
 custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
+# re-derives the config from overridden top-level variables before building
+# (README, "Configs: what to change")
+runner_type = 'ResolvedConfigRunner'
 
 num_frames = 12
+image_size = 224
 context_length = 32
 data_root = 'data/msrvtt/videos'
 ann_file_train = 'data/msrvtt/annotations/msrvtt_train_9k.json'
@@ -38,7 +42,10 @@ ann_file_test = 'data/msrvtt/annotations/msrvtt_test_1k.json'
 
 model = dict(
     type='STOPSimilarity',
-    backbone=dict(num_frames=num_frames, prompt_generator='transformer'),
+    backbone=dict(
+        num_frames=num_frames,
+        arch=dict(image_size=image_size),
+        prompt_generator='transformer'),
     # official CLIP4Clip gather: only the local rows keep their gradient;
     # 'exact' gives the single-process full-batch gradient under DDP
     gather_grad='local',
@@ -49,8 +56,8 @@ train_pipeline = [
     # official multi_segments_sampling (TSN random shift)
     dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=False),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='TokenizeText', context_length=context_length),
     dict(type='PackVideoTextInputs')
@@ -60,8 +67,8 @@ test_pipeline = [
     # official uniform_sampling (segment centres)
     dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=True),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='TokenizeText', context_length=context_length),
     dict(type='PackVideoTextInputs')

@@ -17,6 +17,8 @@ num_frames = 8
 image_size = 32
 context_length = 32
 data_root = 'data/demo/videos'
+ann_file_train = 'data/demo/captions_train.json'
+ann_file_test = 'data/demo/captions_val.json'
 
 model = dict(
     backbone=dict(
@@ -48,12 +50,12 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file='data/demo/captions_train.json',
+    dataset=dict(ann_file=ann_file_train,
                  data_prefix=dict(video=data_root), pipeline=train_pipeline))
 # fixed evaluation batch size (official-mode features depend on the batch)
 test_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file='data/demo/captions_val.json',
+    dataset=dict(ann_file=ann_file_test,
                  data_prefix=dict(video=data_root), pipeline=test_pipeline))
 val_dataloader = test_dataloader
 

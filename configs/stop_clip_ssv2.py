@@ -6,22 +6,14 @@
 #   bash tools/dist_train.sh configs/stop_clip_ssv2.py 8
 _base_ = ['./stop_clip_ucf101.py']
 
-num_frames = 12
 data_root = 'data/sthv2/videos'
 ann_file_train = 'data/sthv2/sthv2_train_list_videos.txt'
 ann_file_val = 'data/sthv2/sthv2_val_list_videos.txt'
 classnames_file = 'data/sthv2/classnames.txt'  # tools/data/build_classnames.py
 
 model = dict(cls_head=dict(class_names=classnames_file))
-train_pipeline = [
-    dict(type='DecordInit', io_backend='disk'),
-    dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=False),
-    dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackActionInputs')
-]
+# UCF101's training pipeline without the horizontal flip
+train_pipeline = [t for t in _base_.train_pipeline if t.type != 'Flip']
 train_dataloader = dict(
     dataset=dict(
         ann_file=ann_file_train,

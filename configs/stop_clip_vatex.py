@@ -1,6 +1,6 @@
 # STOP (CVPR 2025) text-video retrieval on VATEX, recipe of scripts/vatex.sh
-# (commit 7253928; spec stop.md sections 2.14 and 3): 12 frames, 32 tokens,
-# DGL 'linear' prompt generator, every (video, caption) training pair
+# (commit 7253928): 12 frames, 32 tokens, DGL 'linear' prompt generator,
+# every (video, caption) training pair
 # (caption_mode 'unfold') with the official loader's TEST-style frame
 # sampling (segment centres, no random shift), 64 videos per GPU with 8 GPUs
 # listed in CUDA_VISIBLE_DEVICES (= 512 gathered; the loader divides the
@@ -41,8 +41,12 @@ _base_ = [
     './_base_/schedules/stop_adamw.py',
 ]
 custom_imports = dict(imports=['mmstop'], allow_failed_imports=False)
+# re-derives the config from overridden top-level variables before building
+# (README, "Configs: what to change")
+runner_type = 'ResolvedConfigRunner'
 
 num_frames = 12
+image_size = 224
 context_length = 32
 data_root = 'data/vatex/videos'
 ann_file_train = 'data/vatex/vatex_train.json'
@@ -50,7 +54,10 @@ ann_file_test = 'data/vatex/vatex_test.json'
 
 model = dict(
     type='STOPSimilarity',
-    backbone=dict(num_frames=num_frames, prompt_generator='linear'),
+    backbone=dict(
+        num_frames=num_frames,
+        arch=dict(image_size=image_size),
+        prompt_generator='linear'),
     gather_grad='local',
     data_preprocessor=dict(format_shape='NCHW'))
 
@@ -59,8 +66,8 @@ test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
     dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=True),
     dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, 224)),
-    dict(type='CenterCrop', crop_size=224),
+    dict(type='Resize', scale=(-1, image_size)),
+    dict(type='CenterCrop', crop_size=image_size),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='TokenizeText', context_length=context_length),
     dict(type='PackVideoTextInputs')

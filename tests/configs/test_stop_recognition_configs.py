@@ -35,7 +35,7 @@ def test_recipe(case):
     assert model.type == 'STOPRecognizer'
     bb = model.backbone
     assert (bb.arch, bb.num_frames, bb.prompt_generator, bb.pool) == (
-        'vit-b32', 12, 'transformer', 'global0')
+        dict(base='vit-b32', image_size=224), 12, 'transformer', 'global0')
     assert bb.intra_prompt.mode == bb.inter_prompt.mode == 'official'
     assert bb.pretrained == 'data/pretrained/ViT-B-32.pt'
     head = model.cls_head

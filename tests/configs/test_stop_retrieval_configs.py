@@ -76,9 +76,9 @@ def test_recipe_values(case):
     assert model.type == 'STOPSimilarity' and model.gather_grad == 'local'
     bb = model.backbone
     assert (bb.type, bb.arch, bb.num_frames, bb.prompt_generator, bb.pool) \
-        == ('STOPCLIP', 'vit-b32', r['frames'], r['generator'], 'global0')
+        == ('STOPCLIP', dict(base='vit-b32', image_size=224), r['frames'],
+            r['generator'], 'global0')
     assert bb.intra_prompt.mode == bb.inter_prompt.mode == 'official'
-    assert bb.inter_prompt.normalize == 'batch'
     assert bb.pretrained == 'data/pretrained/ViT-B-32.pt'
     pre = model.data_preprocessor
     assert (pre.type, pre.format_shape) == ('ActionDataPreprocessor', 'NCHW')
@@ -179,6 +179,7 @@ def test_builds_full_model(case):
     assert bb.num_frames == r['frames'] and bb.image_size == 224
     assert bb.clip.visual.conv1.weight.shape == (768, 3, 32, 32)
     assert bb.prompt_generator.mode == r['generator']
+    assert bb.inter_prompt.normalize == 'batch'  # official, by default
     trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
     assert sum(p.numel() for p in trainable.values()) == r['trainable']
     assert not any(k.startswith('backbone.clip.') for k in trainable)

@@ -1,4 +1,4 @@
-# Text-video retrieval data for STOP (spec stop.md sections 2.10 and 3): the
+# Text-video retrieval data for STOP, read as the official loaders do: the
 # loaders and the metric shared by configs/stop_clip_{msrvtt,vatex,
 # activitynet,didemo}.py. Each of them sets the annotation files and video
 # folder of both datasets, its pipelines (frames and tokens differ per

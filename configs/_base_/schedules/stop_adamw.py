@@ -1,6 +1,6 @@
-# Optimiser of the official STOP scripts (spec stop.md section 3): AdamW,
-# betas (0.9, 0.98), eps 1e-6, weight decay 0.2 on everything but biases
-# (CLIP LayerNorms are frozen anyway), global-norm clipping at 1.0.
+# Optimiser of the official STOP scripts: AdamW, betas (0.9, 0.98), eps
+# 1e-6, weight decay 0.2 on everything but biases (CLIP LayerNorms are
+# frozen anyway), global-norm clipping at 1.0.
 # The learning-rate schedule (10 % linear warm-up from 1e-8, cosine to
 # 1e-8) depends on the number of epochs: each config defines its own
 # ``param_scheduler``.

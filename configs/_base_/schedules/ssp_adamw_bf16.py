@@ -1,6 +1,6 @@
-# Optimiser of the official SSP scripts (spec ssp.md section 4.1): AdamW,
-# betas (0.9, 0.999), eps 1e-8, weight decay 0.05, no gradient clipping,
-# bf16 mixed precision with fp32 master weights.
+# Optimiser of the official SSP scripts: AdamW, betas (0.9, 0.999), eps
+# 1e-8, weight decay 0.05, no gradient clipping, bf16 mixed precision with
+# fp32 master weights.
 #
 # No weight decay (official ``get_parameter_groups``) for 1-D tensors, names
 # ending in ``.bias`` and the position embeddings / CLS token (frozen anyway):

@@ -2,9 +2,9 @@
 # run trustworthy (mmstop/engine/hooks, README "Checkpoints, resume and bad
 # input"):
 #
-# * checkpoints are written atomically (temporary file + rename, the
-#   'local_atomic' file backend), so a killed run never leaves a truncated
-#   one;
+# * AtomicCheckpointHook: checkpoints are written atomically (temporary file
+#   + rename) and the oldest one is only deleted after the new one is
+#   written, so a killed run always keeps an intact checkpoint;
 # * StrictLoadHook: load_from / --resume / tools/test.py fail on any
 #   missing, unexpected or mis-shaped key (allow_mismatch=[patterns] to
 #   allow e.g. a new head);
@@ -16,8 +16,7 @@
 #   with on_bad_video='skip'.
 _base_ = ['mmaction::_base_/default_runtime.py']
 
-default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='local_atomic')))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 custom_hooks = [
     dict(type='StrictLoadHook', allow_mismatch=[]),
     dict(type='NonFiniteCheckHook', action='stop'),

@@ -5,9 +5,8 @@ A process killed while writing (``kill -9``, out of memory, a full disk)
 leaves the previous file intact and at worst a stray ``.<name>.tmp-*`` file,
 never a truncated checkpoint. :class:`AtomicLocalBackend` is MMEngine's local
 file backend with atomic ``put`` / ``put_text``, registered as
-``'local_atomic'``: ``default_hooks.checkpoint.backend_args =
-dict(backend='local_atomic')`` makes ``CheckpointHook`` write checkpoints
-this way (mmstop's configs do).
+``'local_atomic'``; :class:`~mmstop.engine.hooks.AtomicCheckpointHook` (the
+checkpoint hook of mmstop's configs) writes checkpoints through it.
 """
 import io
 import os

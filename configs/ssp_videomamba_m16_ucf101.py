@@ -43,7 +43,7 @@
 # * Evaluation runs in fp32 (official: bf16). Test: softmax per view,
 #   probabilities averaged over the 4 x 3 views (official merge()).
 _base_ = [
-    'mmaction::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
     './_base_/models/ssp_videomamba_m16.py',
     './_base_/schedules/ssp_adamw_bf16.py',
 ]

@@ -23,7 +23,7 @@
 # (here the official run has 8 processes, so max_norm=1.0 acts as 8.0 on
 # the full-batch gradient).
 _base_ = [
-    'mmaction::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
     './_base_/datasets/stop_video_text.py',
     './_base_/schedules/stop_adamw.py',

@@ -23,7 +23,7 @@
 # use max_norm = 4 / W' to keep the official dynamics (see
 # mmstop/models/similarity/stop_similarity.py).
 _base_ = [
-    'mmaction::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
     './_base_/datasets/stop_video_text.py',
     './_base_/schedules/stop_adamw.py',

@@ -14,7 +14,7 @@
 #   bash tools/dist_train.sh configs/stop_clip_ucf101.py 8
 #   bash tools/dist_test.sh configs/stop_clip_ucf101.py work_dirs/stop_clip_ucf101/best_*.pth 8
 _base_ = [
-    'mmaction::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
     './_base_/schedules/stop_adamw.py',
 ]

@@ -35,7 +35,7 @@
 # Gradient scale under DDP and clipping: see configs/stop_clip_msrvtt.py
 # (8 processes: max_norm=1.0 acts as 8.0 on the full-batch gradient).
 _base_ = [
-    'mmaction::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
     './_base_/datasets/stop_video_text.py',
     './_base_/schedules/stop_adamw.py',

@@ -226,12 +226,51 @@ def split_unsafe_prefix(filename: str) -> Tuple[str, bool]:
 # MMEngine CheckpointLoader schemes
 # ---------------------------------------------------------------------------
 def load_from_local(filename: str, map_location=None):
-    """MMEngine's local scheme: :func:`safe_torch_load`."""
-    filename, unsafe = split_unsafe_prefix(filename)
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
-    return safe_torch_load(filename, map_location=map_location, unsafe=unsafe)
+    """MMEngine's local scheme: :func:`safe_torch_load` (``unsafe://path``
+    unpickles fully)."""
+    path, unsafe = split_unsafe_prefix(filename)
+    if path.startswith(('http://', 'https://')):
+        return load_from_http(filename, map_location=map_location)
+    path = osp.expanduser(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} can not be found.')
+    return safe_torch_load(path, map_location=map_location, unsafe=unsafe)
+
+
+def load_from_http(filename: str,
+                   map_location=None,
+                   model_dir: Optional[str] = None,
+                   progress: bool = False):
+    """MMEngine's ``http(s)://`` scheme, which its ``open-mmlab://``,
+    ``torchvision://`` and ``mmcls://`` loaders call too.
+
+    MMEngine's version reads downloads with ``torch.hub``'s
+    ``weights_only=False``. This one downloads the file once into the torch
+    hub cache (``$TORCH_HOME/hub/checkpoints`` or ``model_dir``; rank 0
+    first in distributed runs) and reads it with :func:`safe_torch_load`
+    (``unsafe://https://...`` unpickles fully).
+    """
+    from urllib.parse import urlparse
+
+    from mmengine.dist import get_dist_info
+    url, unsafe = split_unsafe_prefix(filename)
+
+    def fetch() -> str:
+        folder = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+        os.makedirs(folder, exist_ok=True)
+        cached = osp.join(folder, osp.basename(urlparse(url).path))
+        if not osp.isfile(cached):
+            torch.hub.download_url_to_file(url, cached, progress=progress)
+        return cached
+
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        cached = fetch()
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            cached = fetch()
+    return safe_torch_load(cached, map_location=map_location, unsafe=unsafe)
 
 
 def register_checkpoint_loaders() -> None:
@@ -239,28 +278,22 @@ def register_checkpoint_loaders() -> None:
     ``init_cfg``, ``load_checkpoint``) read files with
     :func:`safe_torch_load`.
 
-    Registers the local scheme (paths) and ``unsafe://`` (explicit full
-    unpickling), and wraps the ``http(s)://`` loader (also behind
-    ``open-mmlab://`` and ``torchvision://``) so that downloads are read
-    with the same allow-list. Idempotent.
+    Registers :func:`load_from_local` for paths and ``unsafe://`` (explicit
+    full unpickling) and :func:`load_from_http` for ``http(s)://``, and
+    makes MMEngine's ``open-mmlab://`` / ``torchvision://`` / ``mmcls://``
+    loaders (which call ``mmengine.runner.checkpoint.load_from_http``
+    directly) use it. Also registers MMEngine's ``'local_atomic'`` file
+    backend (:mod:`mmstop.utils.fileio`). Idempotent.
     """
+    import mmengine.runner.checkpoint as mm_checkpoint
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from . import fileio  # noqa: F401  (registers the 'local_atomic' backend)
     CheckpointLoader.register_scheme(
         prefixes=('', UNSAFE_PREFIX), loader=load_from_local, force=True)
-    http = CheckpointLoader._schemes.get('http://')
-    if http is not None and not getattr(http, '_mmstop_safe', False):
-
-        def load_from_http(*args, **kwargs):
-            with torch.serialization.safe_globals(checkpoint_safe_globals()):
-                return http(*args, **kwargs)
-
-        load_from_http._mmstop_safe = True
-        CheckpointLoader.register_scheme(
-            prefixes=('http://', 'https://'),
-            loader=load_from_http,
-            force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=('http://', 'https://'), loader=load_from_http, force=True)
+    mm_checkpoint.load_from_http = load_from_http
 
 
 def read_checkpoint(filename: str, map_location='cpu'):

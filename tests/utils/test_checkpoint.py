@@ -222,3 +222,35 @@ def test_resume_skips_truncated_latest(tmp_path, monkeypatch):
     found = find_resumable_checkpoint(str(work))
     assert found == str(work / 'epoch_2.pth')
     assert any('epoch_3.pth' in m and 'skipping' in m for m in logs), logs
+
+
+def test_malicious_pickle_over_http_never_runs(malicious, tmp_path,
+                                               monkeypatch):
+    """load_from='http://...' (also behind open-mmlab:// / torchvision://)."""
+    import functools
+    import http.server
+    import threading
+
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path, marker = malicious
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=osp.dirname(path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f'http://127.0.0.1:{server.server_port}/malicious.pth'
+        with pytest.raises(UnsafeCheckpointError,
+                           match=r'malicious\.pth.*open') as err:
+            _load_checkpoint(url, map_location='cpu')
+        # open-mmlab:// and torchvision:// reach MMEngine's http loader
+        # through its module global, which is the safe one too
+        from mmengine.runner import checkpoint as mm_checkpoint
+        with pytest.raises(UnsafeCheckpointError):
+            mm_checkpoint.load_from_http(url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not marker.exists(), 'the pickled code ran'

@@ -285,3 +285,16 @@ def test_contract_through_preprocessor_and_metric(data):
     assert out['retrieval/t2v/R@1'] == 100.0
     assert out['retrieval/v2t/R@1'] == 100.0
     assert out['retrieval/t2v/MnR'] == 1.0
+
+
+def test_skip_bad_video_in_retrieval_training(data):
+    from pathlib import Path
+    Path(data['videos'], 'b.mp4').write_bytes(b'')
+    ds = _dataset(data, on_bad_video='skip', max_bad_fraction=0.5)
+    np.random.seed(0)
+    sample = ds[1]
+    skipped = sample['data_samples'].metainfo['skipped_videos']
+    assert skipped[0][0].endswith('b.mp4')
+    assert sample['data_samples'].metainfo['filename'] != skipped[0][0]
+    with pytest.raises(Exception, match='b.mp4'):
+        _dataset(data)[1]  # on_bad_video='error', the default

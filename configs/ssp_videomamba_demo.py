@@ -147,6 +147,7 @@ auto_scale_lr = dict(base_batch_size=4)
 default_hooks = dict(
     logger=dict(interval=4),
     checkpoint=dict(interval=num_epochs, max_keep_ckpts=1, save_best=None))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
+# nccl on GPUs (the default); mmstop/compat.py falls back to gloo where
+# there is no CUDA
 randomness = dict(seed=0, diff_rank_seed=False)
 work_dir = './work_dirs/ssp_videomamba_demo'

@@ -73,6 +73,7 @@ param_scheduler = [
 default_hooks = dict(
     logger=dict(interval=4),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
+# nccl on GPUs (the default); mmstop/compat.py falls back to gloo where
+# there is no CUDA
 randomness = dict(seed=0)
 work_dir = './work_dirs/stop_clip_retrieval_demo'

@@ -124,4 +124,4 @@ class TextClassifierHead(BaseHead):
         with torch.autocast(x.device.type, enabled=False):
             v = F.normalize(x.to(dtype), dim=-1)
             s = F.normalize(class_embeddings.to(dtype), dim=-1)
-            return scale * (v @ s.t())
+            return scale * v @ s.t()

@@ -77,8 +77,9 @@ def symmetric_info_nce(text: torch.Tensor, video: torch.Tensor,
     with torch.autocast(text.device.type, enabled=False):
         text = F.normalize(text.float(), dim=-1)
         video = F.normalize(video.float(), dim=-1)
-        scale = torch.as_tensor(logit_scale, device=text.device).float().exp()
-        sim = scale * (text @ video.t())
+        scale = torch.as_tensor(logit_scale, dtype=text.dtype,
+                                device=text.device).exp()
+        sim = scale * text @ video.t()
         labels = torch.arange(sim.shape[0], device=sim.device)
         return F.cross_entropy(sim, labels), F.cross_entropy(sim.t(), labels)
 

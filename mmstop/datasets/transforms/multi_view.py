@@ -1,7 +1,8 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Multi-view test sampling of the VideoMAE-style code used by SSP.
 
-Two test views that MMAction2 1.2.0 cannot express (spec ssp.md §4.5):
+Two test views that MMAction2 1.2.0 cannot express
+(``docs/ssp.md#view-sampling``):
 
 * :class:`LongSideCrops` -- ``n`` crops of ``crop_size`` spaced evenly along
   the long side of each frame, crop ``j`` at offset

@@ -2,9 +2,9 @@
 """Repeated augmentation of one decoded clip (``RepeatedAugment``).
 
 The VideoMAE-style fine-tuning code that SSP uses (``--num_sample 2``,
-spec ssp.md §4.4) decodes a video once and augments the decoded frames
-``num_sample`` times independently; all copies go into the same batch. In an
-MMAction2 pipeline this is::
+``docs/ssp.md#training-recipe``) decodes a video once and augments the
+decoded frames ``num_sample`` times independently; all copies go into the
+same batch. In an MMAction2 pipeline this is::
 
     train_pipeline = [
         dict(type='DecordInit'),

@@ -2,8 +2,8 @@
 """Official STOP / CLIP4Clip frame sampling (``SegmentSampleFrames``).
 
 Reproduces ``dataloaders/sampling.py`` of the official STOP code (commit
-7253928; stop.md §2.1) as an MMAction2 transform placed between
-``DecordInit`` and ``DecordDecode``::
+7253928; ``docs/stop.md#frame-sampling-and-input``) as an MMAction2
+transform placed between ``DecordInit`` and ``DecordDecode``::
 
     dict(type='DecordInit'),
     dict(type='SegmentSampleFrames', num_segments=12, test_mode=False),

@@ -1,11 +1,12 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Bidirectional Mamba mixer, RMSNorm and the Add -> Norm -> Mixer block.
 
-Written from ``shared/spec/ssp.md`` §1.4-§1.6 (what the official VideoMamba /
-SSP code computes on GPU). The parameter names are the official ones
-(``in_proj``, ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``, ``D`` and their
-``_b`` twins, ``out_proj``; the block's ``mixer`` and ``norm``), so published
-checkpoints load without renaming.
+Reproduces what the official VideoMamba / SSP code computes on GPU
+(``docs/ssp.md#blocks-add-rmsnorm-mixer``, ``docs/ssp.md#mixer-bimamba-v2``,
+``docs/ssp.md#selective-scan-recurrence``). The parameter names are the
+official ones (``in_proj``, ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``,
+``D`` and their ``_b`` twins, ``out_proj``; the block's ``mixer`` and
+``norm``), so published checkpoints load without renaming.
 
 The mixer is the "v2" bidirectional variant that VideoMamba uses: ``in_proj``
 and ``out_proj`` are shared by the two directions, every other tensor

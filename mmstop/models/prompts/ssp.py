@@ -2,9 +2,10 @@
 """SSP: State Space Prompting (Intra-Frame Gathering, Inter-Frame Spreading).
 
 Zhou et al., "State Space Prompting via Gathering and Spreading
-Spatio-Temporal Information for Video Understanding", NeurIPS 2025. Written
-from ``shared/spec/ssp.md`` §3, which describes what the official code
-(``models/Ours.py`` + ``VisionMamba.forward_features``) computes.
+Spatio-Temporal Information for Video Understanding", NeurIPS 2025.
+Reproduces what the official code (``models/Ours.py`` +
+``VisionMamba.forward_features``) computes; ``docs/ssp.md#ssp-modules``
+describes it.
 
 Paper term -> module here -> official name (kept as the attribute / state-dict
 name so official checkpoints load with a prefix change only):
@@ -22,7 +23,8 @@ name so official checkpoints load with a prefix change only):
   where the bidirectional scan spreads it into the neighbouring frames.
 
 :class:`StateSpacePrompting` holds both and performs the per-layer update
-(§3.4); :class:`mmstop.models.backbones.VideoMamba` calls it before every
+(``docs/ssp.md#per-layer-update``);
+:class:`mmstop.models.backbones.VideoMamba` calls it before every
 block when built with ``ssp=dict(...)``.
 """
 from typing import Sequence, Tuple, Union

@@ -4,7 +4,7 @@
 The model encodes videos and captions with a
 :class:`~mmstop.models.backbones.STOPCLIP` backbone and trains the prompts
 with the symmetric InfoNCE loss of the paper (equation 15), computed as the
-official code does (spec ``stop.md`` section 2.10):
+official code does (``docs/stop.md#similarity-temperature-and-loss``):
 
 * the video and text features of every process are all-gathered into the
   global batch (rank order, so every process builds the same similarity

@@ -1,5 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""The SSP VideoMamba-M configs: official recipe values (spec ssp.md §4),
+"""The SSP VideoMamba-M configs: official recipe values
+(docs/ssp.md#training-recipe),
 full-size model build, optimiser groups, LR schedule, data pipelines and a
 training step of the same composition at a small width."""
 import copy
@@ -18,7 +19,8 @@ from mmstop.registry import DATASETS, MODELS, PARAM_SCHEDULERS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-# spec §4.2 (official scripts) and §3.7 (parameter counts)
+# the official scripts (docs/ssp.md#training-recipe, the config headers) and
+# the parameter counts (docs/ssp.md#trainable-parameters)
 RECIPES = {
     'ucf101': dict(classes=101, frames=8, epochs=10, lr=1.25e-3,
                    warmup_lr=2.5e-7, min_lr=2.5e-7, batch=8, accum=1,
@@ -119,7 +121,7 @@ def test_recipe_values(case):
 
 def test_lr_schedule(case):
     """Warm-up from warmup_lr to the peak over 5 epochs, then per-iteration
-    cosine to min_lr (spec §4.3)."""
+    cosine to min_lr (docs/ssp.md#training-recipe)."""
     _, cfg, r = case
     iters = 8  # per epoch
     param = torch.nn.Parameter(torch.zeros(1))

@@ -1,9 +1,9 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""The STOP retrieval configs: recipe values (spec stop.md section 3), the
-full-size model built on the meta device (trainable-parameter counts of
-spec section 2.11), the learning-rate schedule against the official
-formula, and the data pipelines plus a loss / predict step of the same
-composition at a small width on the demo videos. The CLIP file is never
+"""The STOP retrieval configs: recipe values (docs/retrieval.md#1-recipes),
+the full-size model built on the meta device (trainable-parameter counts of
+docs/stop.md#trainable-parameters), the learning-rate schedule against the
+official formula, and the data pipelines plus a loss / predict step of the
+same composition at a small width on the demo videos. The CLIP file is never
 loaded."""
 import copy
 import math
@@ -20,7 +20,8 @@ from mmstop.registry import DATASETS, MODELS, PARAM_SCHEDULERS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-# spec stop.md section 3 (DiDeMo: no official script, assumed = ActivityNet)
+# docs/retrieval.md#1-recipes (DiDeMo: no official script, assumed =
+# ActivityNet)
 # and section 2.11 (trainable parameters: transformer 13,081,528 at T = 12,
 # linear 4,333,752 for any T)
 RECIPES = {

@@ -8,12 +8,13 @@ Two kinds of evidence:
    the deterministic weights of ``weights.py``. The official weights go
    through the converter (``convert_official_state_dict``) into an MMAction2
    ``Recognizer3D`` (VideoMamba backbone + ``TimeSformerHead``); every saved
-   tensor is compared with the README tolerance
+   tensor is compared with the golden-data tolerance
+   (``docs/parity.md#ssp-tolerances``)
    ``|actual - expected|.max() <= 2e-5 * |expected|.max()``.
 2. Configurations without golden data (other archs, grids, frame counts,
    batch sizes, prompt counts, tubelets, the named non-official options):
    compared with ``reference_forward`` below, a float64 re-derivation of the
-   official forward written straight from ``shared/spec/ssp.md`` (explicit
+   official forward written from the description in ``docs/ssp.md`` (explicit
    token index arithmetic, an explicit scan loop and attention) and sharing no
    code with mmstop. It is first shown to reproduce the golden data itself,
    so what it pins down for other sizes is the official computation.
@@ -33,7 +34,8 @@ from mmstop.registry import MODELS
 # measured for (c): 20 s with 1 thread, 305 s with 2, same load)
 pytestmark = [pytest.mark.parity, pytest.mark.usefixtures('one_thread')]
 
-REL_TOL = 2e-5  # README: |a - e|.max() <= 2e-5 * |e|.max()
+# |a - e|.max() <= 2e-5 * |e|.max(): docs/parity.md#ssp-tolerances
+REL_TOL = 2e-5
 # (a), (b) and the full-size sequence (c): L = 1 + 8 * (196 + 3) = 1593
 GOLDEN = ['tiny_img64_T4_B2', 'middle_img64_T4_B2', 'tiny_img224_T8_B2']
 
@@ -69,7 +71,7 @@ def build_recognizer(arch, img_size, num_frames, num_classes, ssp=None,
 
 
 def run_with_intermediates(recognizer, video):
-    """Logits via ``extract_feat`` + head, and the README intermediates."""
+    """Logits via ``extract_feat`` + head, and the golden intermediates."""
     bb = recognizer.backbone
     n, p, t = bb.num_patches, bb.num_prompts, bb.num_temporal_tokens
     rec = dict(ifg=[], importance=[], query=[], block_in=[], block_out=[])
@@ -134,7 +136,7 @@ def run_with_intermediates(recognizer, video):
 
 
 # --------------------------------------------------------------------------
-# reference: float64 re-derivation of the official forward (spec §1-§3)
+# reference: float64 re-derivation of the official forward (docs/ssp.md)
 # --------------------------------------------------------------------------
 def _silu(x):
     return x * torch.sigmoid(x)

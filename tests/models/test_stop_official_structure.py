@@ -6,7 +6,7 @@ The golden files of ``../shared/parity/stop`` cover two configurations only
 generator, so this file carries a second, independent reference:
 :func:`official_forward`, a compact functional re-derivation of the official
 forward (zhoujiahuan1991/CVPR2025-STOP @ 7253928, ``modules/clip.py`` and
-``modules/temporal_prompting.py``; spec ``stop.md`` section 2), written with
+``modules/temporal_prompting.py``; ``docs/stop.md``), written with
 ``torch.nn.functional`` directly on the *official-named* state dict. It shares
 no code with :class:`mmstop.models.backbones.STOPCLIP` and deliberately keeps
 the official data layout and operation order:
@@ -29,7 +29,7 @@ The reference is first proved against the golden files (T=4, B=2; the slow
 tests add float64 and T=12, B=3), then mmstop is compared with it at other
 ``(T, B, mode)``:
 
-* full ViT-B/32 size, float32, README tolerances (the official module is only
+* full ViT-B/32 size, float32, golden tolerances (the official module is only
   defined at this size: 224 px, width 768, 12 layers, 49 patches are hard
   coded in it);
 * a *reduced* model (32 px, patch 8, 4x4 grid, width 128, 3 layers), float64,
@@ -40,7 +40,8 @@ tests add float64 and T=12, B=3), then mmstop is compared with it at other
 
 Also: the batch coupling (a sub-batch changes a video's feature, identically
 in both) and T=1, B=1, where the official batch min-max is 0/0 and every video
-feature is NaN (stop.md section 6.4; mmstop's official mode does the same).
+feature is NaN (``docs/stop.md#batch-coupling-and-single-frame-batches``;
+mmstop's official mode refuses that batch with an error).
 Inputs are real frames of ``inputs_T12_B3.pt``; each run first checks that the
 top-6 region mask is decisive (margin above float32 noise).
 """
@@ -56,7 +57,7 @@ from mmstop.models.converters import convert_official_stop
 
 pytestmark = pytest.mark.parity
 
-# shared/parity/stop/README.md section 6, "recommended atol, float32"
+# docs/parity.md#stop-tolerances (float32)
 TOL32 = {
     'prompted_pixels': 1e-5, 'prompted_pixels_v0': 1e-5,
     'prompted_pixels_s4': 1e-5, 'prompted_pixels_s8': 1e-5,
@@ -67,7 +68,8 @@ TOL32 = {
     'sim': 1e-4, 'logit_scale_exp': 1e-5
 }
 TOL64 = 1e-10
-# every tensor both implementations expose (README section 5 names)
+# every tensor both implementations expose (golden-data names,
+# docs/parity.md#stop-golden-data)
 COMPARED = ('prompted_pixels', 'mask_pooled', 'h0', 'inter_attn', 'w_raw', 'w',
             'inter_prompt', 'TP', 'VP', 'vis_global_layers', 'vis_cls_layers',
             'txt_eot_layers', 'video_feature', 'text_feature', 'sim',
@@ -98,7 +100,8 @@ def _quick_gelu(x):
 def _conv3d(x, weight, bias, padding):
     """Stride-1 Conv3d. float32: ``F.conv3d`` as officially; float64: a sum of
     2D convolutions over the temporal taps, in chunks of frames and input
-    channels (torch's CPU float64 Conv3d needs > 12 GB here, README section 9).
+    channels (torch's CPU float64 Conv3d needs > 12 GB here,
+    docs/parity.md#stop-golden-data).
     """
     if x.dtype != torch.float64:
         return F.conv3d(x, weight, bias, padding=padding)
@@ -187,7 +190,7 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
         text_heads (int): Heads of the text blocks (officially 8).
 
     Returns:
-        dict: README section 5 names (``prompted_pixels`` at full size) plus
+        dict: golden-data names (``prompted_pixels`` at full size) plus
         ``mask_margin`` (gap between the kept and the first dropped cell).
     """
     dtype = frames.dtype
@@ -488,7 +491,7 @@ def run_mmstop(model, frames, ids):
 
 
 def assert_same(actual, expected, f64, keys=COMPARED):
-    """Boolean mask exactly, then every key in stage order (README tolerances
+    """Boolean mask exactly, then every key in stage order (golden tolerances
     in float32, 1e-10 in float64)."""
     assert torch.equal(actual['mask'], expected['mask']), 'mask'
     for key in keys:
@@ -503,7 +506,8 @@ def assert_same(actual, expected, f64, keys=COMPARED):
 def assert_decisive(ref, f64):
     """The inputs keep the top-6 mask well defined: the kept and the first
     dropped cell differ by more than the float32 tolerance of the pooled
-    scores (README sections 3 and 6), else a mask mismatch would say nothing."""
+    scores (docs/parity.md#stop-golden-data), else a mask mismatch would say
+    nothing."""
     margin = float(ref['mask_margin'])
     assert margin > (1e-9 if f64 else TOL32['mask_pooled']), \
         f'mask margin {margin} too small: choose other input frames'
@@ -675,7 +679,8 @@ def test_reduced_size_float64_slow(stop_parity_dir, stop_weights, mode, T, B):
 def test_single_frame_batch_is_nan_officially_and_an_error_here(
         stop_parity_dir, stop_weights, small):
     """T=1, B=1: the official batch min-max divides 0 by 0, so w, the inter
-    prompts and every video feature are NaN (stop.md section 2.4 / 6.4); the
+    prompts and every video feature are NaN
+    (docs/stop.md#batch-coupling-and-single-frame-batches); the
     text tower is unaffected. mmstop's official mode refuses that batch
     before the forward, naming the per-video normalisation as the fix."""
     mode, T, B = 'transformer', 1, 1

@@ -1,11 +1,14 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Official-mode STOP against the golden data of the official code.
 
-``../shared/parity/stop`` holds the outputs of the official model
+The golden data (``stop/`` of ``$MMSTOP_PARITY_DIR``, default
+``../shared/parity``) hold the outputs of the official model
 (zhoujiahuan1991/CVPR2025-STOP @ 7253928) on deterministic weights
-(``weights.py``) and inputs, in float32 and float64; see its README for the
-tolerances used here. The official weights go through the same converter a
-user runs (``tools/model_converters/stop_official_to_mmstop.py``).
+(``weights.py``) and inputs, in float32 and float64
+(``docs/parity.md#stop-golden-data``; the tolerances used here:
+``docs/parity.md#stop-tolerances``). The official weights go through the
+same converter a user runs
+(``tools/model_converters/stop_official_to_mmstop.py``).
 """
 import json
 import os.path as osp
@@ -19,7 +22,7 @@ from mmstop.models.converters import convert_official_stop
 
 pytestmark = pytest.mark.parity
 
-# README section 6, "recommended atol, float32"
+# docs/parity.md#stop-tolerances (float32)
 TOL32 = {
     'prompted_pixels_v0': 1e-5, 'prompted_pixels_s4': 1e-5,
     'prompted_pixels_s8': 1e-5, 'mask_pooled': 2e-6, 'h0': 1e-4,
@@ -90,7 +93,7 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
             msg=lambda m, key=key: f'{key}: {m}')
         checked.append(key)
     # every stage was compared (the T12_B3 float64 files hold no per-layer
-    # visual tokens; README section 5)
+    # visual tokens; docs/parity.md#stop-golden-data)
     assert {'mask_pooled', 'w', 'inter_prompt', 'TP', 'txt_eot_layers',
             'video_feature', 'text_feature', 'sim'} <= set(checked)
 

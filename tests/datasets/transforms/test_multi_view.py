@@ -10,8 +10,8 @@ from mmstop.registry import TRANSFORMS
 
 
 def official_ssv2_test_views(n, num_segment=8, test_num_segment=2):
-    """The official SSv2 (decord) test sampling, transcribed from spec
-    ssp.md §4.5: 16 indices {int(tick/2 + tick*x)} + {int(tick*x)}, sorted,
+    """The official SSv2 (decord) test sampling (docs/ssp.md#view-sampling):
+    16 indices {int(tick/2 + tick*x)} + {int(tick*x)}, sorted,
     split into views with buffer[k::2]."""
     tick = n / float(num_segment)
     idx = [int(tick / 2.0 + tick * x) for x in range(num_segment)] + \

@@ -61,7 +61,8 @@ def test_bad_arch():
                                            ('small', 25_414_272),
                                            ('middle', 73_644_480)])
 def test_parameter_count(arch, expected):
-    """Spec §1.1: parameters without head, SSP and norm_f (8 frames)."""
+    """docs/ssp.md#backbone-sizes: parameters without head, SSP and norm_f
+    (8 frames)."""
     with torch.device('meta'):
         model = VideoMamba(arch=arch, num_frames=8)
     n = sum(p.numel() for k, p in model.named_parameters()
@@ -169,7 +170,7 @@ def test_drop_path_schedule():
 
 
 def test_random_init():
-    """Spec §1.7."""
+    """docs/ssp.md#official-initialisation."""
     torch.manual_seed(0)
     model = VideoMamba(arch=dict(embed_dims=64, depth=4), img_size=32,
                        num_frames=2)
@@ -268,9 +269,10 @@ def test_trainable_count_paper_setting(arch, ssp_params):
 
 
 def test_ssp_at_init_equals_plain_backbone_with_zero_slots():
-    """Spec §3.6: at init every prompt is exactly zero, so the SSP model is
-    the plain backbone run on a sequence with P zero tokens per frame. The
-    zero tokens are *not* transparent: without them the output differs."""
+    """docs/ssp.md#ssp-initialisation-and-step-0: at init every prompt is
+    exactly zero, so the SSP model is the plain backbone run on a sequence
+    with P zero tokens per frame. The zero tokens are *not* transparent:
+    without them the output differs."""
     torch.manual_seed(0)
     plain = small_model().eval()
     torch.manual_seed(0)
@@ -294,7 +296,8 @@ def test_ssp_at_init_equals_plain_backbone_with_zero_slots():
 
 
 def test_step0_gradients():
-    """Spec §3.6: at init only 5 SSP tensors (and norm_f) get a gradient."""
+    """docs/ssp.md#ssp-initialisation-and-step-0: at init only 5 SSP tensors
+    (and norm_f) get a gradient."""
     torch.manual_seed(0)
     model = small_model(ssp=SSP)
     model.train()

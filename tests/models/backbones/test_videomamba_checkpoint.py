@@ -1,5 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""Loading the published VideoMamba checkpoint formats (spec §2.3).
+"""Loading the published VideoMamba checkpoint formats
+(docs/ssp.md#checkpoints).
 
 The files are not downloadable here: random checkpoints with the published
 keys, shapes and wrappers (``weights.published_keys``) stand in for them.

@@ -2,7 +2,7 @@
 """SSP modules: Intra-Frame Gathering, Inter-Frame Spreading, their update.
 
 The parity-marked tests check the pieces against the golden data of the
-official code (README recipe of ``../shared/parity/ssp``), with only the SSP
+official code (``docs/parity.md#ssp-golden-data``), with only the SSP
 tensors of the official weights loaded.
 """
 import json
@@ -74,7 +74,7 @@ def test_names_and_shapes_match_official(ssp_parity_dir, arch):
 
 
 # --------------------------------------------------------------------------
-# init (spec §3.6)
+# init (docs/ssp.md#ssp-initialisation-and-step-0)
 # --------------------------------------------------------------------------
 def test_init_values_and_zero_outputs():
     ssp = make_ssp()
@@ -97,7 +97,7 @@ def test_init_values_and_zero_outputs():
 
 
 # --------------------------------------------------------------------------
-# update semantics (spec §3.4)
+# update semantics (docs/ssp.md#per-layer-update)
 # --------------------------------------------------------------------------
 def test_layer0_keeps_slots_and_adds_feature_maps():
     ssp = randomize(make_ssp())
@@ -250,7 +250,7 @@ def test_prompt_attention_mixes_frames_of_one_video_only():
 
 
 # --------------------------------------------------------------------------
-# pieces against the official golden data (README "unit tests of the pieces")
+# pieces against the official golden data (docs/parity.md#ssp-golden-data)
 # --------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def golden_a(ssp_parity_dir, ssp_weights):

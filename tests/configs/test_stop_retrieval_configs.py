@@ -21,9 +21,8 @@ from mmstop.registry import DATASETS, MODELS, PARAM_SCHEDULERS
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # docs/retrieval.md#1-recipes (DiDeMo: no official script, assumed =
-# ActivityNet)
-# and section 2.11 (trainable parameters: transformer 13,081,528 at T = 12,
-# linear 4,333,752 for any T)
+# ActivityNet) and docs/stop.md#trainable-parameters (transformer 13,081,528
+# at T = 12, linear 4,333,752 for any T)
 RECIPES = {
     'msrvtt': dict(frames=12, words=32, generator='transformer', batch=32,
                    gpus=4, epochs=5, lr=1e-3, train_sampling_test=False,

@@ -346,7 +346,7 @@ def measure_train(model, batch, dtype, device, warmup, repeats):
             times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() / 2**30
             if device == 'cuda' else None)
-    return statistics.median(times), peak, float(loss)
+    return statistics.median(times), peak, float(loss.detach())
 
 
 def section_throughput(args):

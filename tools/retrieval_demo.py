@@ -91,6 +91,10 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        # an overridden top-level variable (num_frames, image_size, ...)
+        # re-derives every field computed from it, as in tools/train.py
+        from mmstop.utils import resolve_config
+        cfg = resolve_config(cfg)
     return cfg
 
 

@@ -13,6 +13,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
+from conftest import REPO_ROOT
+
 from mmstop.datasets import generate_demo_dataset
 from mmstop.registry import DATASETS, MODELS
 
@@ -219,3 +221,14 @@ def test_empty_query_is_an_error(tool, embedded, text, capsys):
         tool.main(['query', embedded, 'a circle', text])
     assert exc.value.code == 2
     assert 'query text 2 is empty' in capsys.readouterr().err
+
+
+def test_cfg_options_rederive_variables(tool):
+    """--cfg-options num_frames=4 reaches the backbone and the sampler."""
+    cfg = tool.load_config(
+        osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py'),
+        dict(num_frames=4))
+    assert cfg.model.backbone.num_frames == 4
+    samplers = [t for t in cfg.test_dataloader.dataset.pipeline
+                if t['type'] == 'SegmentSampleFrames']
+    assert samplers and all(t['num_segments'] == 4 for t in samplers)

@@ -23,6 +23,12 @@ protocol 2). The name ``builtins.getattr`` is therefore bound to
 everything else. Checkpoints written by MMEngine (with or without mmstop)
 load unchanged and nothing in them can call other code.
 
+TorchScript archives (OpenAI's CLIP ``.pt`` files) are read by
+:func:`read_torchscript_state_dict`, which unpickles their tensors and module
+attributes with an allow-list of its own and never runs their code
+(``torch.jit.load`` does, and ``torch.load`` refuses them under
+``weights_only=True``).
+
 A file that needs more (any other class or function) is refused with
 :class:`UnsafeCheckpointError` naming the globals it asks for. Full
 unpickling, which runs whatever code the file contains, is only done on
@@ -37,10 +43,12 @@ mis-shaped key, unless the key matches one of the allowed patterns.
 work directory for ``--resume``.
 """
 import argparse
+import ast
 import os
 import os.path as osp
 import pickle
 import re
+import sys
 import zipfile
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -153,12 +161,277 @@ def _weights_only_reason(message: str) -> str:
     return lines[-1] if lines else message
 
 
+# ---------------------------------------------------------------------------
+# TorchScript archives, read without running them
+# ---------------------------------------------------------------------------
+#: Storage classes of TorchScript archives and the dtypes they hold.
+_ARCHIVE_STORAGE_DTYPES = {
+    'FloatStorage': torch.float32,
+    'DoubleStorage': torch.float64,
+    'HalfStorage': torch.float16,
+    'BFloat16Storage': torch.bfloat16,
+    'LongStorage': torch.int64,
+    'IntStorage': torch.int32,
+    'ShortStorage': torch.int16,
+    'CharStorage': torch.int8,
+    'ByteStorage': torch.uint8,
+    'BoolStorage': torch.bool,
+}
+
+
+def _identity(value, *args):
+    return value
+
+
+#: Pure helpers TorchScript pickles call for typed containers: they return
+#: their first argument unchanged.
+_ARCHIVE_CONTAINER_HELPERS = ('restore_type_tag', 'build_intlist',
+                              'build_doublelist', 'build_boollist',
+                              'build_tensorlist')
+
+
+class _ArchiveStorage:
+    """Stands for a storage class of the archive (its dtype only)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dtype = _ARCHIVE_STORAGE_DTYPES[name]
+
+
+class _ArchiveObject:
+    """A TorchScript object of an archive: its class name and its pickled
+    state, with none of the archive's code run."""
+    qualname = ''
+
+    def __init__(self) -> None:
+        self.state = None
+
+
+def _rebuild_archive_tensor(storage, storage_offset, size, stride, *unused):
+    """``torch._utils._rebuild_tensor_v2`` on a flat tensor from the
+    archive (``as_strided`` checks the bounds)."""
+    if not (isinstance(storage, torch.Tensor) and isinstance(
+            storage_offset, int) and isinstance(size, tuple)
+            and isinstance(stride, tuple)):
+        raise pickle.UnpicklingError('malformed tensor record')
+    return storage.as_strided(size, stride, storage_offset)
+
+
+class _DisallowedGlobal(pickle.UnpicklingError):
+    """A TorchScript archive's pickle names a global outside the
+    allow-list."""
+
+
+class _ArchiveUnpickler(pickle._Unpickler):
+    """Reads an archive's ``data.pkl`` allowing only tensors, ordered dicts,
+    the container helpers and ``__torch__`` objects (recorded, never
+    constructed or run); ``BUILD`` only sets an :class:`_ArchiveObject`'s
+    state."""
+
+    def __init__(self, file, read_storage) -> None:
+        super().__init__(file)
+        self._read_storage = read_storage
+        self._classes: Dict[str, type] = {}
+
+    def find_class(self, module: str, name: str):
+        if module == 'torch._utils' and name == '_rebuild_tensor_v2':
+            return _rebuild_archive_tensor
+        if module == 'collections' and name == 'OrderedDict':
+            return OrderedDict
+        if module == 'torch' and name in _ARCHIVE_STORAGE_DTYPES:
+            return _ArchiveStorage(name)
+        if module == 'torch.jit._pickle' and name in (
+                _ARCHIVE_CONTAINER_HELPERS):
+            return _identity
+        if module == '__torch__' or module.startswith('__torch__.'):
+            qualname = f'{module}.{name}'
+            if qualname not in self._classes:
+                self._classes[qualname] = type(
+                    name, (_ArchiveObject, ), dict(qualname=qualname))
+            return self._classes[qualname]
+        raise _DisallowedGlobal(f'{module}.{name}')
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5
+                and pid[0] == 'storage'
+                and isinstance(pid[1], _ArchiveStorage)
+                and isinstance(pid[2], str)):
+            raise pickle.UnpicklingError(f'unsupported record {pid!r}')
+        return self._read_storage(pid[2], pid[1].dtype)
+
+    def load_build(self):
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if not isinstance(inst, _ArchiveObject):
+            raise pickle.UnpicklingError(
+                f'BUILD of a {type(inst).__name__} is not allowed')
+        inst.state = state
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def is_torchscript_archive(f) -> bool:
+    """Whether ``f`` (path or seekable binary file) is a TorchScript archive
+    (``torch.jit.save``; OpenAI's CLIP ``.pt`` files): a zip file with a
+    ``constants.pkl`` record, which ``torch.save`` files never have."""
+    position = None if isinstance(f, str) else f.tell()
+    try:
+        if not zipfile.is_zipfile(f):
+            return False
+        with zipfile.ZipFile(f) as zf:
+            return any(n.endswith('/constants.pkl') for n in zf.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    finally:
+        if position is not None:
+            f.seek(position)
+
+
+def _declared_state(zf: zipfile.ZipFile, root: str,
+                    qualname: str) -> Optional[set]:
+    """Names in ``__parameters__`` + ``__buffers__`` of a module class, read
+    from the archive's code with :mod:`ast` (parsed, never run), or None if
+    the archive has no definition of the class."""
+    module, _, name = qualname.rpartition('.')
+    record = f"{root}code/{module.replace('.', '/')}.py"
+    try:
+        tree = ast.parse(zf.read(record).decode('utf-8'))
+    except (KeyError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            names = set()
+            for stmt in node.body:
+                if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                        and isinstance(stmt.targets[0], ast.Name)
+                        and stmt.targets[0].id in ('__parameters__',
+                                                   '__buffers__')):
+                    names.update(ast.literal_eval(stmt.value))
+            return names
+    return None
+
+
+#: Deepest module nesting read from an archive (guards against cycles).
+_MAX_ARCHIVE_DEPTH = 64
+
+
+def read_torchscript_state_dict(
+        f,
+        source: Optional[str] = None,
+        unsafe_hint: str = f"the '{UNSAFE_PREFIX}' prefix"
+) -> 'OrderedDict[str, torch.Tensor]':
+    """The state dict of a TorchScript archive, read without running it.
+
+    ``torch.jit.load`` compiles the archive's code and runs its
+    ``__setstate__`` methods while loading, and ``torch.load`` refuses
+    archives under ``weights_only=True``; so does open_clip's
+    ``load_state_dict``, and its ``load_openai_model`` uses
+    ``torch.jit.load``. This reader unpickles the archive's ``data.pkl``
+    with an allow-list (tensors, ordered dicts, TorchScript's container
+    helpers; ``__torch__`` objects are only recorded) and takes the
+    parameters and buffers each module class declares in the archive's
+    code (``__parameters__`` / ``__buffers__``, parsed with :mod:`ast`), so
+    the result equals ``torch.jit.load(f).state_dict()``.
+
+    Args:
+        f (str | file-like): The archive.
+        source (str, optional): Name for messages. Defaults to the path.
+        unsafe_hint (str): How the caller asks for ``torch.jit.load``
+            instead, for the error message. Defaults to the ``unsafe://``
+            prefix.
+
+    Returns:
+        OrderedDict[str, torch.Tensor]: Parameters and buffers on CPU.
+
+    Raises:
+        UnsafeCheckpointError: The pickle asks for another global.
+        CorruptCheckpointError: The archive cannot be read as a module
+            (missing records, an object with a custom ``__getstate__``,
+            big-endian data).
+    """
+    name = source or _describe(f)
+    try:
+        with zipfile.ZipFile(f) as zf:
+            names = zf.namelist()
+            roots = [n[:-len('data.pkl')] for n in names
+                     if n.endswith('data.pkl') and n.count('/') == 1]
+            if len(roots) != 1:
+                raise CorruptCheckpointError(
+                    f'cannot read TorchScript archive {name}: expected one '
+                    f'<name>/data.pkl record, found {len(roots)}')
+            root = roots[0]
+            if (f'{root}byteorder' in names and zf.read(
+                    f'{root}byteorder').decode().strip() != sys.byteorder):
+                raise CorruptCheckpointError(
+                    f'TorchScript archive {name} stores its tensors in '
+                    f'another byte order than this machine ({sys.byteorder})')
+            storages: Dict[str, torch.Tensor] = {}
+
+            def read_storage(key: str, dtype: torch.dtype) -> torch.Tensor:
+                if key not in storages:
+                    raw = bytearray(zf.read(f'{root}data/{key}'))
+                    storages[key] = torch.frombuffer(raw, dtype=dtype) if (
+                        raw) else torch.empty(0, dtype=dtype)
+                if storages[key].dtype != dtype:
+                    raise pickle.UnpicklingError(
+                        f'storage {key} is read as two dtypes')
+                return storages[key]
+
+            with zf.open(f'{root}data.pkl') as data:
+                top = _ArchiveUnpickler(data, read_storage).load()
+            if not isinstance(top, _ArchiveObject):
+                raise CorruptCheckpointError(
+                    f'TorchScript archive {name} does not hold a module '
+                    f'(found {type(top).__name__})')
+            out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+            stack = [(top, '', 0)]
+            while stack:
+                obj, prefix, depth = stack.pop()
+                if depth > _MAX_ARCHIVE_DEPTH:
+                    raise CorruptCheckpointError(
+                        f'cannot read TorchScript archive {name}: modules '
+                        f'nested deeper than {_MAX_ARCHIVE_DEPTH}')
+                if not isinstance(obj.state, dict):
+                    raise CorruptCheckpointError(
+                        f'cannot read TorchScript archive {name}: '
+                        f'{obj.qualname} has a custom __getstate__ (its '
+                        'state is not a dict of attributes)')
+                declared = _declared_state(zf, root, obj.qualname)
+                children = []
+                for attr, value in obj.state.items():
+                    if isinstance(value, _ArchiveObject):
+                        children.append((value, f'{prefix}{attr}.', depth + 1))
+                    elif isinstance(value, torch.Tensor) and (
+                            declared is None or attr in declared):
+                        out[prefix + attr] = value
+                stack.extend(reversed(children))
+            return out
+    except _DisallowedGlobal as exc:
+        raise UnsafeCheckpointError(
+            f'refusing to read TorchScript archive {name}: it asks for '
+            f'[{exc.args[0]!r}], which the safe reader (tensors and module '
+            'attributes only) does not allow. If you trust the file, load it '
+            f'with {unsafe_hint} (torch.jit.load, which runs its code).'
+        ) from None
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, zipfile.BadZipFile, KeyError, OSError,
+            EOFError, RuntimeError, TypeError, ValueError) as exc:
+        raise CorruptCheckpointError(
+            f'cannot read TorchScript archive {name}: '
+            f'{type(exc).__name__}: {exc}') from exc
+
+
 def safe_torch_load(f,
                     map_location='cpu',
                     *,
                     unsafe: bool = False,
                     unsafe_hint: str = f"the '{UNSAFE_PREFIX}' prefix"):
     """``torch.load`` that never runs code from the file (unless asked).
+
+    TorchScript archives, which ``torch.load`` refuses under
+    ``weights_only=True``, are read by :func:`read_torchscript_state_dict`.
 
     Args:
         f (str | file-like): Path or binary file object.
@@ -170,7 +443,9 @@ def safe_torch_load(f,
             message. Defaults to the ``unsafe://`` prefix.
 
     Returns:
-        The unpickled object.
+        The unpickled object; for a TorchScript archive its state dict
+        (:func:`read_torchscript_state_dict`, or ``torch.jit.load`` with
+        ``unsafe``).
 
     Raises:
         FileNotFoundError: ``f`` is a path that does not exist.
@@ -184,6 +459,20 @@ def safe_torch_load(f,
         f = osp.expanduser(f)
         if not osp.isfile(f):
             raise FileNotFoundError(f'checkpoint file {f} does not exist')
+    if is_torchscript_archive(f):
+        if unsafe:
+            print_log(
+                f'loading TorchScript archive {name} with torch.jit.load: '
+                'this runs code the archive contains; only do it for files '
+                'from a source you trust', logger='current', level=30)
+            state = torch.jit.load(f, map_location='cpu').state_dict()
+        else:
+            state = read_torchscript_state_dict(
+                f, source=name, unsafe_hint=unsafe_hint)
+        if map_location not in (None, 'cpu'):
+            state = OrderedDict(
+                (k, v.to(map_location)) for k, v in state.items())
+        return state
     if unsafe:
         print_log(
             f'unpickling {name} with weights_only=False: this runs any code '
@@ -496,6 +785,72 @@ def load_state_dict_checked(
     return result
 
 
+#: Entries that wrap a state dict in published checkpoints: MMEngine and
+#: official STOP (``state_dict``), DeiT-style / official VideoMamba and SSP
+#: (``model``), DeepSpeed (``module``).
+STATE_DICT_WRAPPERS = ('state_dict', 'model', 'module')
+
+
+def unwrap_state_dict(checkpoint,
+                      source: str = 'checkpoint',
+                      wrappers: Sequence[str] = STATE_DICT_WRAPPERS,
+                      prefixes: Sequence[str] = ('module.', ),
+                      tensors_only: bool = False) -> 'OrderedDict':
+    """The state dict inside a checkpoint, with wrapper prefixes removed.
+
+    The one place mmstop takes a state dict out of a file's contents.
+    While the current dict has an entry named in ``wrappers`` whose value
+    is a dict, that value is taken (the first such name in ``wrappers``
+    order; a bare state dict has none). Then each key loses every prefix
+    of ``prefixes`` it starts with, in order (``module.`` of DDP /
+    DeepSpeed; ``('module.', 'clip.')`` turns ``module.clip.x`` into
+    ``x``).
+
+    Args:
+        checkpoint: What the file holds.
+        source (str): The file, for messages. Defaults to ``'checkpoint'``.
+        wrappers (Sequence[str]): Wrapper entries, in order of preference.
+            Defaults to :data:`STATE_DICT_WRAPPERS`.
+        prefixes (Sequence[str]): Key prefixes to remove. Defaults to
+            ``('module.', )``.
+        tensors_only (bool): Raise if a value is not a tensor (a wrapper
+            that was not recognised). Defaults to False.
+
+    Returns:
+        OrderedDict: The state dict.
+
+    Raises:
+        CheckpointError: ``checkpoint`` is not a dict, or (with
+            ``tensors_only``) holds non-tensor values; the message names
+            ``source``.
+    """
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f'{source} holds a {type(checkpoint).__name__}, not a state dict '
+            f'or a checkpoint dict with one of {tuple(wrappers)}')
+    state, seen = checkpoint, {id(checkpoint)}
+    while True:
+        inner = next((state[w] for w in wrappers
+                      if isinstance(state.get(w), dict)), None)
+        if inner is None or id(inner) in seen:
+            break
+        state = inner
+        seen.add(id(state))
+    out = OrderedDict()
+    for key, value in state.items():
+        for prefix in prefixes:
+            if isinstance(key, str) and key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    if tensors_only:
+        bad = [k for k, v in out.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise CheckpointError(
+                f'{source}: not a state dict, the values of {bad[:5]} are '
+                f'not tensors (known wrappers: {tuple(wrappers)})')
+    return out
+
+
 def extract_state_dict(checkpoint,
                        source: str = 'checkpoint',
                        prefix: Optional[str] = None,
@@ -508,13 +863,13 @@ def extract_state_dict(checkpoint,
     Raises:
         CheckpointError: No state dict, or nothing under ``prefix``.
     """
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f'{source} holds a {type(checkpoint).__name__}, '
-                              'not a checkpoint dict')
-    state = checkpoint.get('state_dict', checkpoint)
-    if not isinstance(state, dict):
+    if isinstance(checkpoint, dict) and not isinstance(
+            checkpoint.get('state_dict', {}), dict):
         raise CheckpointError(f'{source}: state_dict is a '
-                              f'{type(state).__name__}, not a dict')
+                              f'{type(checkpoint["state_dict"]).__name__}, '
+                              'not a dict')
+    state = unwrap_state_dict(
+        checkpoint, source, wrappers=('state_dict', ), prefixes=())
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
         state = {k[len(prefix):]: v for k, v in state.items()

@@ -5,6 +5,7 @@ import argparse
 import fractions
 import os.path as osp
 import runpy
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -254,3 +255,130 @@ def test_malicious_pickle_over_http_never_runs(malicious, tmp_path,
         server.shutdown()
         server.server_close()
     assert not marker.exists(), 'the pickled code ran'
+
+
+# ---------------------------------------------------------------------------
+# TorchScript archives: read without running them
+# ---------------------------------------------------------------------------
+class ScriptedSetstate(nn.Module):
+    """Its archive runs ``__setstate__`` (archive code) in torch.jit.load."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        return x + self.weight
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[torch.Tensor, bool]:
+        return (self.weight, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[torch.Tensor, bool]) -> None:
+        print('ARCHIVE CODE RAN')
+        self.training = state[1]
+
+
+class Traced(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+        self.register_buffer('mask', torch.tril(torch.ones(4, 4)))
+        self.scale = nn.Parameter(torch.tensor(2.5, dtype=torch.float64))
+        self.plain = torch.arange(4.)  # a tensor attribute, not state
+
+    def forward(self, x):
+        return self.block(x) @ self.mask * self.scale.float() + self.plain
+
+
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+@pytest.mark.filterwarnings('ignore:`torch.jit.*` is deprecated:FutureWarning')
+def test_torchscript_archive_reads_like_jit_load(tmp_path):
+    """The safe reader gives exactly ``torch.jit.load(f).state_dict()``:
+    declared parameters and buffers (fp16 and fp64 too), not other tensor
+    attributes."""
+    from mmstop.utils.checkpoint import (is_torchscript_archive,
+                                         read_torchscript_state_dict)
+    path = tmp_path / 'traced.pt'
+    torch.jit.save(torch.jit.trace(Traced(), torch.ones(2, 3)), str(path))
+    ref = torch.jit.load(str(path)).state_dict()
+    assert is_torchscript_archive(str(path))
+    for state in (read_torchscript_state_dict(str(path)),
+                  safe_torch_load(str(path))):
+        assert list(state) == list(ref)
+        assert 'plain' not in state and 'mask' in state
+        for key, value in ref.items():
+            assert state[key].dtype == value.dtype, key
+            assert torch.equal(state[key], value), key
+    half = tmp_path / 'half.pt'
+    traced = torch.jit.trace(Traced(), torch.ones(2, 3))
+    torch.jit.save(traced.half(), str(half))
+    state = safe_torch_load(str(half))
+    assert state['block.0.weight'].dtype == torch.float16
+    assert torch.equal(state['block.0.weight'],
+                       torch.jit.load(str(half)).state_dict()['block.0.weight'])
+
+
+@pytest.mark.filterwarnings('ignore:`torch.jit.*` is deprecated:FutureWarning')
+def test_torchscript_archive_code_never_runs(tmp_path, capfd):
+    """torch.jit.load runs an archive's ``__setstate__``; the CLIP reader
+    (and every safe_torch_load) must not."""
+    from mmstop.models.clip import read_clip_checkpoint
+    path = tmp_path / 'setstate.pt'
+    torch.jit.save(torch.jit.script(ScriptedSetstate()), str(path))
+    for read in (read_clip_checkpoint, safe_torch_load):
+        with pytest.raises((CorruptCheckpointError, ValueError),
+                           match=r'setstate\.pt.*custom __getstate__'):
+            read(str(path))
+    assert 'ARCHIVE CODE RAN' not in capfd.readouterr().out
+
+
+def test_torchscript_archive_with_foreign_global_refused(tmp_path):
+    """A pickle global in an archive is refused by name, never called."""
+    import pickle
+    import zipfile
+    marker = tmp_path / 'PWNED'
+    path = tmp_path / 'archive.pt'
+    with zipfile.ZipFile(path, 'w') as zf:
+        zf.writestr('archive/data.pkl',
+                    pickle.dumps({'w': Payload(marker)}, protocol=2))
+        zf.writestr('archive/constants.pkl', pickle.dumps((), protocol=2))
+        zf.writestr('archive/version', '3\n')
+    with pytest.raises(UnsafeCheckpointError,
+                       match=r"archive\.pt.*'(builtins|io)\.open'"):
+        safe_torch_load(str(path))
+    assert not marker.exists(), 'the pickled code ran'
+
+
+@pytest.mark.parametrize('wrapped, kwargs, expected', [
+    ({'w': 1}, {}, {'w': 1}),
+    ({'state_dict': {'module.w': 1}, 'meta': {}}, {}, {'w': 1}),
+    ({'model': {'w': 1}, 'epoch': 3}, {}, {'w': 1}),
+    ({'module': {'w': 1}}, {}, {'w': 1}),
+    ({'state_dict': {'model': {'w': 1}}}, {}, {'w': 1}),
+    ({'model': {'a': 1}, 'state_dict': {'b': 2}}, {}, {'b': 2}),
+    ({'model': {'a': 1}, 'state_dict': {'b': 2}},
+     dict(wrappers=('model', 'state_dict')), {'a': 1}),
+    ({'model': 'vit', 'w': 1}, {}, {'model': 'vit', 'w': 1}),
+    ({'module.clip.w': 1, 'clip.v': 2},
+     dict(prefixes=('module.', 'clip.')), {'w': 1, 'v': 2}),
+    ({'backbone.w': 1}, dict(prefixes=()), {'backbone.w': 1}),
+])
+def test_unwrap_state_dict(wrapped, kwargs, expected):
+    from mmstop.utils.checkpoint import unwrap_state_dict
+    assert unwrap_state_dict(wrapped, **kwargs) == expected
+
+
+def test_unwrap_state_dict_errors_name_the_source():
+    from mmstop.utils.checkpoint import CheckpointError, unwrap_state_dict
+    with pytest.raises(CheckpointError, match='x.pth holds a list'):
+        unwrap_state_dict([1], source='x.pth')
+    with pytest.raises(CheckpointError,
+                       match=r"x.pth: not a state dict.*\['epoch'\]"):
+        unwrap_state_dict({'w': torch.ones(1), 'epoch': 3}, source='x.pth',
+                          tensors_only=True)
+    looped = {}
+    looped['model'] = looped  # a self-referencing pickle ends, too
+    assert unwrap_state_dict(looped) == {'model': looped}

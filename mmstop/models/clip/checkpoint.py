@@ -1,36 +1,31 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Read CLIP checkpoints in the published formats.
 
-Supported files:
+Supported files, all read with
+:func:`mmstop.utils.checkpoint.safe_torch_load` (no code in the file can
+run; ``unsafe://path`` asks for full unpickling):
 
 * OpenAI's TorchScript archives (``ViT-B-32.pt`` as downloaded by the
-  ``clip`` package): loaded with ``torch.jit.load`` on CPU, never executed.
+  ``clip`` package): their tensors are read without loading the archive as
+  a module (:func:`~mmstop.utils.checkpoint.read_torchscript_state_dict`;
+  ``torch.jit.load``, which open_clip's ``load_openai_model`` uses, runs
+  code of the archive).
 * Plain state dicts (``torch.save(model.state_dict())``, open_clip's
   ``open_clip_pytorch_model.bin``) and checkpoints wrapping one in
-  ``state_dict`` or ``model``, with an optional ``module.`` prefix. They
-  are read with :func:`mmstop.utils.checkpoint.safe_torch_load` (no code in
-  the file can run; ``unsafe://path`` asks for full unpickling).
+  ``state_dict``, ``model`` or ``module``, with an optional ``module.``
+  prefix (:func:`~mmstop.utils.checkpoint.unwrap_state_dict`).
 """
 import os.path as osp
-import zipfile
 from typing import Dict
 
 import torch
 import torch.nn as nn
 
 from mmstop.utils.checkpoint import (UnsafeCheckpointError, safe_torch_load,
-                                     split_unsafe_prefix)
+                                     split_unsafe_prefix, unwrap_state_dict)
 
 #: Entries of OpenAI archives that are not parameters.
 _NON_PARAMETER_KEYS = ('input_resolution', 'context_length', 'vocab_size')
-
-
-def _is_torchscript(path: str) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(
-            n.endswith('constants.pkl') or '/code/' in n for n in zf.namelist())
 
 
 def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
@@ -38,17 +33,19 @@ def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 
     Args:
         path (str): A TorchScript archive or a (wrapped) state dict file;
-            ``unsafe://path`` unpickles a state dict file fully.
+            ``unsafe://path`` unpickles a state dict file fully (and loads
+            an archive with ``torch.jit.load``).
 
     Returns:
         dict[str, torch.Tensor]: The CLIP parameters on CPU.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: The file cannot be read as a CLIP checkpoint.
-        UnsafeCheckpointError: Unpickling the file would need globals
-            outside the safe loader's allow-list (prefix the path with
+        ValueError: The file cannot be read as a checkpoint.
+        UnsafeCheckpointError: Reading the file would need globals outside
+            the safe loader's allow-list (prefix the path with
             ``unsafe://`` to trust it).
+        CheckpointError: The file holds no state dict.
     """
     path, unsafe = split_unsafe_prefix(str(path))
     path = osp.expanduser(path)
@@ -57,29 +54,18 @@ def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
             f'CLIP checkpoint not found: {path} (set the pretrained CLIP path '
             'in the config, e.g. model.backbone.pretrained)')
     try:
-        if _is_torchscript(path):
-            state = torch.jit.load(path, map_location='cpu').state_dict()
-        else:
-            state = safe_torch_load(path, unsafe=unsafe)
+        checkpoint = safe_torch_load(path, unsafe=unsafe)
     except UnsafeCheckpointError:
         raise
     except Exception as e:  # corrupt or foreign file
         raise ValueError(
             f'cannot read CLIP checkpoint {path}: {type(e).__name__}: {e}') from e
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise ValueError(f'CLIP checkpoint {path} holds a {type(state).__name__}, '
-                         'not a state dict')
-    out = {}
-    for key, value in state.items():
-        if key.startswith('module.'):
-            key = key[len('module.'):]
-        if key in _NON_PARAMETER_KEYS or not torch.is_tensor(value):
-            continue
-        out[key] = value
-    return out
+    state = unwrap_state_dict(checkpoint, source=f'CLIP checkpoint {path}')
+    return {
+        key: value
+        for key, value in state.items()
+        if key not in _NON_PARAMETER_KEYS and torch.is_tensor(value)
+    }
 
 
 def load_clip_state_dict(model: nn.Module, state: Dict[str, torch.Tensor],

@@ -6,7 +6,7 @@ Two kinds of evidence:
 1. Golden data (``../shared/parity/ssp``): outputs and intermediates of the
    official model (zhoujiahuan1991/NeurIPS2025-SSP @ ca9992e, CPU, fp32) for
    the deterministic weights of ``weights.py``. The official weights go
-   through the converter (``convert_official_state_dict``) into an MMAction2
+   through the converter (``convert_official_ssp``) into an MMAction2
    ``Recognizer3D`` (VideoMamba backbone + ``TimeSformerHead``); every saved
    tensor is compared with the golden-data tolerance
    (``docs/parity.md#ssp-tolerances``)
@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 
-from mmstop.models.backbones import BiMambaMixer, convert_official_state_dict
+from mmstop.models.backbones import BiMambaMixer
+from mmstop.models.converters import convert_official_ssp
 from mmstop.registry import MODELS
 
 # the forward is many small ops: one intra-op thread (tests/conftest.py;
@@ -347,7 +348,7 @@ def test_model_matches_golden(ssp_parity_dir, ssp_weights, name, device):
                              ssp=dict(num_prompts=c['ours_num'],
                                       hidden_dims=c['ours_inner_dim'],
                                       attn_dims=c['ours_attn_dim']))
-    model.load_state_dict(convert_official_state_dict(sd), strict=True)
+    model.load_state_dict(convert_official_ssp(sd), strict=True)
     model.to(device).eval()
     video = video.to(device)
     with torch.no_grad():
@@ -435,7 +436,7 @@ def test_model_matches_reference(ssp_weights, name):
         _official_name(k): ssp_weights.make_tensor(_official_name(k), v.shape)
         for k, v in model.state_dict().items()
     }
-    model.load_state_dict(convert_official_state_dict(official), strict=True)
+    model.load_state_dict(convert_official_ssp(official), strict=True)
     model.eval()
     h, w = bb.img_size
     video = ssp_weights.video_from_u8(

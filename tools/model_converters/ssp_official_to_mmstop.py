@@ -63,19 +63,19 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmstop.models.backbones.videomamba_checkpoint import (
-        convert_official_state_dict, unwrap_state_dict)
+    from mmstop.models.converters.ssp_official import (convert_official_ssp,
+                                                       unwrap_official_ssp)
     if not osp.isfile(args.src):
         sys.exit(f'error: source checkpoint not found: {args.src}')
     try:
-        source = unwrap_state_dict(
+        source = unwrap_official_ssp(
             read_converter_source(args.src, args.unsafe_load),
             source=args.src)
-        state = convert_official_state_dict(
-            source, ignore_prefixes=args.ignore_prefix)
+        state = convert_official_ssp(
+            source, ignore_prefixes=args.ignore_prefix, source=args.src)
         write_converted_checkpoint(state, args.src, args.dst,
                                    'ssp_official_to_mmstop')
-    except (KeyError, TypeError, CheckpointError) as err:
+    except (KeyError, CheckpointError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         sys.exit(f'error: {args.src}: {msg}')
     n_ssp = sum(k.startswith('backbone.ssp.') for k in state)

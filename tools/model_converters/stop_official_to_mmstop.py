@@ -54,7 +54,8 @@ def main(argv=None):
         sys.exit(f'error: source checkpoint not found: {args.src}')
     try:
         checkpoint = read_converter_source(args.src, args.unsafe_load)
-        state = convert_official_stop(checkpoint, prefix=args.prefix)
+        state = convert_official_stop(
+            checkpoint, prefix=args.prefix, source=args.src)
         write_converted_checkpoint(state, args.src, args.dst,
                                    'stop_official_to_mmstop')
     except (KeyError, CheckpointError) as err:

@@ -1,37 +1,54 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """VideoMamba backbone (Li et al., ECCV 2024) with optional SSP prompting.
 
-Written from ``shared/spec/ssp.md`` §1-§3: what the official VideoMamba
-``video_sm`` model, as vendored by the SSP release, computes. Parameter names
-are the official ones (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
+Reproduces what the official VideoMamba ``video_sm`` model, as vendored by the
+SSP release, computes (``docs/ssp.md``). Parameter names are the official ones
+(``patch_embed.proj``, ``cls_token``, ``pos_embed``,
 ``temporal_pos_embedding``, ``layers.{i}.mixer.*``, ``layers.{i}.norm``,
 ``norm_f``); the SSP modules live under ``ssp.`` (the official
 ``inner_prompt.*`` / ``prompt_attentions.*`` / ``dynamic_scales.*`` names are
 accepted when loading). The classifier is not part of the backbone: the
 backbone returns the normed CLS feature [B, C] for a linear head such as
 MMAction2's ``TimeSformerHead``.
+
+Checkpoints (``docs/ssp.md#checkpoints``): every ``load_state_dict`` of the
+backbone adapts published tensors in a state-dict pre-hook
+(:meth:`VideoMamba._prepare_checkpoint`), and
+:meth:`VideoMamba.load_pretrained` / :func:`load_videomamba_checkpoint` load
+a published VideoMamba or official SSP file strictly, with the known
+differences of published checkpoints.
 """
 import math
-from typing import Dict, Optional, Sequence, Tuple, Union
+import re
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from mmengine.utils import to_2tuple
 from torch import Tensor, nn
 
+from mmstop.models.converters.ssp_official import (MMSTOP_HEAD_PREFIX,
+                                                   OFFICIAL_HEAD_KEY,
+                                                   SSP_OFFICIAL_PREFIXES,
+                                                   unwrap_official_ssp)
 from mmstop.models.prompts.ssp import StateSpacePrompting
 from mmstop.registry import MODELS
-from mmstop.utils.checkpoint import split_pretrained_init_cfg
+from mmstop.utils.checkpoint import (CheckpointMismatchError, read_checkpoint,
+                                     split_pretrained_init_cfg)
 from .mamba_mixer import BiMambaMixer, MambaBlock, RMSNorm
-from .videomamba_checkpoint import (adapt_videomamba_state_dict,
-                                    load_videomamba_checkpoint)
+
+#: Extra modules of published checkpoints that no mmstop model has (the
+#: self-distilled image models' ``distill_head``): skipped with a log line.
+KNOWN_EXTRA_PREFIXES = ('distill_head.', )
 
 
 def _pair(v: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(x) for x in v)
+    v = tuple(int(x) for x in to_2tuple(v))
     if len(v) != 2:
         raise ValueError(f'expected an int or (h, w), got {v}')
     return v
@@ -216,8 +233,7 @@ class VideoMamba(BaseModule):
                                 else bool(freeze_backbone))
         if self.freeze_backbone:
             self._freeze()
-        self._register_load_state_dict_pre_hook(
-            adapt_videomamba_state_dict, with_module=True)
+        self._register_load_state_dict_pre_hook(self._prepare_checkpoint)
 
     # ------------------------------------------------------------------
     # construction helpers
@@ -239,7 +255,8 @@ class VideoMamba(BaseModule):
 
     @torch.no_grad()
     def _init_random_weights(self) -> None:
-        """Random init of the official VideoMamba (spec §1.7).
+        """Random init of the official VideoMamba
+        (``docs/ssp.md#official-initialisation``).
 
         Every Linear: trunc-normal(0.02) weight and zero bias (including
         ``dt_proj``, whose Mamba init is overwritten); ``pos_embed``
@@ -269,8 +286,8 @@ class VideoMamba(BaseModule):
     # ------------------------------------------------------------------
     def init_weights(self) -> None:
         """Load ``pretrained`` / ``init_cfg`` Pretrained checkpoints with
-        :func:`load_videomamba_checkpoint` (published VideoMamba formats,
-        strict: ``init_cfg=dict(type='Pretrained', checkpoint=...,
+        :meth:`load_pretrained` (published VideoMamba formats, strict:
+        ``init_cfg=dict(type='Pretrained', checkpoint=...,
         allow_mismatch=[...])`` lists the keys that may differ); other init
         configs are handled by MMEngine."""
         pretrained, others = split_pretrained_init_cfg(self.init_cfg)
@@ -281,11 +298,307 @@ class VideoMamba(BaseModule):
             saved, self.init_cfg = self.init_cfg, others
             super().init_weights()
             self.init_cfg = saved
-        load_videomamba_checkpoint(
-            self,
+        self.load_pretrained(
             pretrained['checkpoint'],
             allow_mismatch=pretrained.get('allow_mismatch', ()))
         self._is_init = True
+
+    # ------------------------------------------------------------------
+    # checkpoints
+    # ------------------------------------------------------------------
+    @staticmethod
+    def inflate_patch_kernel(weight_2d: Tensor, time_dim: int) -> Tensor:
+        """(C, 3, kh, kw) image kernel -> (C, 3, time_dim, kh, kw) with the
+        kernel at temporal index ``time_dim // 2`` and zeros elsewhere
+        ("center" inflation; ``unsqueeze(2)`` for ``time_dim = 1``)."""
+        out = weight_2d.new_zeros(weight_2d.shape[:2] + (time_dim, ) +
+                                  weight_2d.shape[2:])
+        out[:, :, time_dim // 2] = weight_2d
+        return out
+
+    @staticmethod
+    def resize_pos_embed(pos_embed: Tensor,
+                         grid_size: Tuple[int, int]) -> Tensor:
+        """Resize a (1, 1 + g*g, C) spatial embedding to the (h, w) grid.
+
+        The CLS slot is kept; the g x g grid (row-major) is resized
+        bicubically with ``align_corners=False``.
+        """
+        n = pos_embed.shape[1] - 1
+        g = int(round(math.sqrt(n)))
+        if g * g != n:
+            raise ValueError(f'pos_embed with {n} grid tokens is not a '
+                             f'square grid; cannot resize it to {grid_size}')
+        c = pos_embed.shape[-1]
+        grid = pos_embed[:, 1:].float().reshape(1, g, g, c).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=tuple(grid_size), mode='bicubic',
+                             align_corners=False)
+        grid = grid.permute(0, 2, 3, 1).reshape(1, -1, c)
+        return torch.cat([pos_embed[:, :1].float(), grid], dim=1)
+
+    @staticmethod
+    def resize_temporal_pos_embed(temporal: Tensor, length: int) -> Tensor:
+        """Resize a (1, T, C) temporal embedding to ``length`` (linear,
+        ``align_corners=False``; an identity when T == length)."""
+        x = temporal.float().permute(0, 2, 1)
+        x = F.interpolate(x, size=(length, ), mode='linear',
+                          align_corners=False)
+        return x.permute(0, 2, 1)
+
+    @staticmethod
+    def _shape_hint(name: str) -> str:
+        if name.startswith('ssp.inner_prompt.inter.convs'):
+            return (' (the SSP frame-summary kernel covers the whole patch '
+                    'grid: build the model with the img_size the checkpoint '
+                    'was trained at)')
+        if name.startswith('patch_embed.proj.weight'):
+            return ' (patch_size / tubelet_size differ)'
+        if name.startswith(('layers.', 'norm_f', 'cls_token', 'patch_embed')):
+            return ' (a checkpoint of another arch?)'
+        return ''
+
+    def _adapt_tensor(self, name: str, value: Tensor,
+                      param: Tensor) -> Tuple[Optional[Tensor], str]:
+        """``(adapted value, what was done)`` for a tensor of another shape
+        than ``param``, or ``(None, '')`` if no rule applies."""
+        if (name == 'patch_embed.proj.weight' and value.dim() == 4
+                and param.dim() == 5 and tuple(value.shape) == tuple(
+                    param.shape[:2] + param.shape[3:])):
+            return (self.inflate_patch_kernel(value, param.shape[2]),
+                    'inflated the 2-D patch kernel')
+        if value.dim() == 3 and value.shape[0] == 1 and (
+                value.shape[-1] == param.shape[-1]):
+            if name == 'pos_embed':
+                return (self.resize_pos_embed(value, self.grid_size),
+                        'resized pos_embed (bicubic)')
+            if name == 'temporal_pos_embedding':
+                return (self.resize_temporal_pos_embed(value, param.shape[1]),
+                        'resized temporal_pos_embedding (linear)')
+        return None, ''
+
+    def _prepare_checkpoint(self, state_dict: dict, prefix: str, *args,
+                            **kwargs) -> None:
+        """State-dict pre-hook (every ``load_state_dict``: ``load_from``,
+        ``init_cfg``, plain PyTorch), like mmpretrain's
+        ``_prepare_pos_embed``.
+
+        With SSP, the official SSP names (``inner_prompt.*``,
+        ``prompt_attentions.*``, ``dynamic_scales.*``) are renamed to
+        ``ssp.*``. A tensor whose shape differs from the model's is adapted
+        and logged: a 2-D (image) patch kernel is inflated to 3-D
+        (:meth:`inflate_patch_kernel`), ``pos_embed`` (bicubic) and
+        ``temporal_pos_embedding`` (linear) are resized to the model. Modifies
+        ``state_dict`` (torch passes a copy of the caller's dict) for the keys
+        under ``prefix``.
+
+        Raises:
+            ValueError: A tensor's shape differs from the model's and no
+                rule adapts it; the message names the key and both shapes.
+        """
+        if self.ssp is not None:
+            for key in [k for k in state_dict if k.startswith(prefix)]:
+                rest = key[len(prefix):]
+                if rest.startswith(SSP_OFFICIAL_PREFIXES):
+                    new = prefix + 'ssp.' + rest
+                    if new not in state_dict:
+                        state_dict[new] = state_dict.pop(key)
+        for name, param in self.named_parameters():
+            key = prefix + name
+            value = state_dict.get(key)
+            if not isinstance(value, Tensor) or tuple(value.shape) == tuple(
+                    param.shape):
+                continue
+            new, what = self._adapt_tensor(name, value, param)
+            if new is None or tuple(new.shape) != tuple(param.shape):
+                raise ValueError(
+                    f'VideoMamba checkpoint tensor {key!r} has shape '
+                    f'{tuple(value.shape)}, the model expects '
+                    f'{tuple(param.shape)}{self._shape_hint(name)}')
+            print_log(
+                f'VideoMamba: {what}: {key} {tuple(value.shape)} -> '
+                f'{tuple(new.shape)}',
+                logger='current')
+            state_dict[key] = new.to(value.dtype)
+
+    def load_pretrained(self,
+                        filename: str,
+                        allow_mismatch: Sequence[str] = (),
+                        head: Optional[nn.Linear] = None,
+                        map_location='cpu',
+                        logger='current') -> Dict[str, List[str]]:
+        r"""Load a published VideoMamba or an official SSP checkpoint,
+        strictly.
+
+        The file may hold a bare state dict or wrap it in ``model`` /
+        ``module`` / ``state_dict``; ``backbone.`` / ``encoder.`` prefixes are
+        removed (:func:`~mmstop.models.converters.ssp_official.\
+unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
+        (inflation, position-embedding resizing, clear shape errors). The
+        differences published checkpoints always have pass and are logged:
+
+        * every SSP tensor missing (a plain VideoMamba checkpoint: SSP trains
+          from scratch);
+        * ``temporal_pos_embedding`` missing (image checkpoints: it keeps its
+          zero init, as in the official code);
+        * ``distill_head.*`` (self-distilled image models) in the file;
+        * a classifier (``head.*`` / ``cls_head.fc_cls.*``) in the file when
+          no ``head`` is given (a backbone owns no classifier).
+
+        Any other missing or unexpected key, some but not all SSP tensors,
+        and a classifier whose shape differs from ``head``'s raise
+        :class:`~mmstop.utils.checkpoint.CheckpointMismatchError` naming every
+        such key, unless it matches ``allow_mismatch`` (e.g.
+        ``[r'cls_head\.']`` for a recognizer with a new class count); allowed
+        keys keep their current values.
+
+        Args:
+            filename (str): Checkpoint path (``unsafe://path`` for full
+                unpickling of a trusted file, or an mmengine-supported URL).
+            allow_mismatch (Sequence[str]): Regular expressions
+                (``re.match``) of keys that may be missing, unexpected or
+                mis-shaped: backbone names (``layers.0.norm.weight``),
+                checkpoint names after prefix removal (``extra.weight``) or
+                ``cls_head.fc_cls.*``. Defaults to ().
+            head (nn.Linear, optional): The recognizer's classifier
+                (``cls_head.fc_cls``) to load ``head.*`` into. Defaults to
+                None.
+            map_location: Passed to the loader. Defaults to ``'cpu'``.
+            logger: mmengine ``print_log`` logger. Defaults to
+                ``'current'``.
+
+        Returns:
+            dict: ``missing`` (backbone keys not in the file), ``skipped``
+            (checkpoint keys not loaded) and ``loaded_head`` (head keys
+            loaded).
+
+        Raises:
+            FileNotFoundError: ``filename`` does not exist.
+            ValueError: A backbone tensor has an unadaptable shape.
+            CheckpointMismatchError: Keys differ beyond the known differences
+                and ``allow_mismatch``.
+        """
+        patterns = [re.compile(p) for p in ([allow_mismatch] if isinstance(
+            allow_mismatch, str) else allow_mismatch)]
+
+        def allowed(key):
+            return any(p.match(key) for p in patterns)
+
+        try:
+            checkpoint = read_checkpoint(filename, map_location=map_location)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f'VideoMamba checkpoint file not found: {filename!r}') from None
+        sd = unwrap_official_ssp(checkpoint, source=filename)
+        own = set(self.state_dict().keys())
+        has_ssp = self.ssp is not None
+        backbone_sd, head_sd, skipped, known = (OrderedDict(), OrderedDict(),
+                                                [], [])
+        for key, value in sd.items():
+            if OFFICIAL_HEAD_KEY.match(key):
+                head_sd[key[len('head.'):]] = value
+            elif key.startswith(MMSTOP_HEAD_PREFIX):
+                head_sd[key[len(MMSTOP_HEAD_PREFIX):]] = value
+            elif key in own or (has_ssp
+                                and key.startswith(SSP_OFFICIAL_PREFIXES)
+                                and 'ssp.' + key in own):
+                backbone_sd[key] = value
+            elif key.startswith(KNOWN_EXTRA_PREFIXES):
+                known.append(key)
+            else:
+                skipped.append(key)
+        unexpected = [k for k in skipped if not allowed(k)]
+        skipped += known
+        if known:
+            print_log(
+                f'VideoMamba: {len(known)} key(s) of {filename} belong to '
+                f'modules mmstop models do not have and were skipped: '
+                f'{known[:10]}{" ..." if len(known) > 10 else ""}',
+                logger=logger)
+
+        result = self.load_state_dict(backbone_sd, strict=False)
+        missing = list(result.missing_keys)
+        ssp_missing = [k for k in missing if k.startswith('ssp.')]
+        ssp_total = sum(k.startswith('ssp.') for k in own)
+        other_missing = [k for k in missing if not k.startswith('ssp.')]
+        bad_missing = [
+            k for k in other_missing
+            if k != 'temporal_pos_embedding' and not allowed(k)
+        ]
+        if ssp_missing and len(ssp_missing) < ssp_total:
+            bad_missing += [k for k in ssp_missing if not allowed(k)]
+        elif ssp_missing:
+            print_log(
+                f'VideoMamba: the {len(ssp_missing)} SSP tensor(s) are not in '
+                f'{filename} and keep their init (trained from scratch)',
+                logger=logger)
+        if 'temporal_pos_embedding' in other_missing:
+            print_log(
+                f'VideoMamba: {filename} has no temporal_pos_embedding (an '
+                'image checkpoint): it keeps its zero init', logger=logger)
+
+        loaded_head, bad_head = [], []
+        if head_sd:
+            if head is None:
+                print_log(
+                    f'VideoMamba: classifier {sorted(head_sd)} of {filename} '
+                    'not loaded: the backbone has no head (the recognizer\'s '
+                    'cls_head owns the classifier)',
+                    logger=logger)
+                skipped += ['head.' + k for k in head_sd]
+            else:
+                ours = {k: v for k, v in head.state_dict().items()}
+                same = (set(head_sd) == set(ours) and all(
+                    tuple(head_sd[k].shape) == tuple(ours[k].shape)
+                    for k in ours))
+                if same:
+                    head.load_state_dict(head_sd)
+                    loaded_head = [MMSTOP_HEAD_PREFIX + k for k in head_sd]
+                    print_log(f'VideoMamba: loaded the classifier of '
+                              f'{filename} into cls_head.fc_cls',
+                              logger=logger)
+                else:
+                    for k in sorted(set(head_sd) | set(ours)):
+                        name = MMSTOP_HEAD_PREFIX + k
+                        if allowed(name):
+                            continue
+                        shapes = [
+                            tuple(t.shape) if t is not None else 'absent'
+                            for t in (head_sd.get(k), ours.get(k))
+                        ]
+                        bad_head.append(f'{name}: checkpoint {shapes[0]}, '
+                                        f'model {shapes[1]}')
+                    if not bad_head:
+                        print_log(
+                            f'VideoMamba: classifier of {filename} skipped '
+                            '(allowed by allow_mismatch): cls_head.fc_cls '
+                            'keeps its init', logger=logger, level=30)
+                    skipped += ['head.' + k for k in head_sd]
+        if unexpected or bad_missing or bad_head:
+            lines = [f'VideoMamba checkpoint {filename} does not match the '
+                     'model:']
+            if bad_missing:
+                lines.append(f'  {len(bad_missing)} missing key(s): '
+                             f'{", ".join(bad_missing)}')
+            if unexpected:
+                lines.append(f'  {len(unexpected)} unexpected key(s): '
+                             f'{", ".join(unexpected)}')
+            if bad_head:
+                lines.append(f'  mis-shaped classifier: '
+                             f'{"; ".join(bad_head)} (a different class '
+                             'count)')
+            lines.append(
+                'Loading stops here instead of leaving these tensors at their '
+                'initial values: fix the config or the checkpoint, or list the '
+                'keys you expect to differ in allow_mismatch (regular '
+                "expressions; for pretrained=..., use init_cfg=dict("
+                "type='Pretrained', checkpoint=..., allow_mismatch=[...]))")
+            raise CheckpointMismatchError('\n'.join(lines))
+        tolerated = [k for k in skipped + missing if allowed(k)]
+        if tolerated:
+            print_log(
+                f'VideoMamba: key(s) of {filename} allowed by allow_mismatch '
+                f'and skipped: {tolerated}', logger=logger, level=30)
+        return dict(missing=missing, skipped=skipped, loaded_head=loaded_head)
 
     # ------------------------------------------------------------------
     # forward
@@ -348,3 +661,49 @@ class VideoMamba(BaseModule):
         # so slicing first is the same computation.
         cls = residual[:, :1] + self.drop_path(hidden[:, :1])
         return self.norm_f(cls, out_dtype=hidden.dtype)[:, 0]
+
+
+def load_videomamba_checkpoint(model: nn.Module,
+                               filename: str,
+                               map_location='cpu',
+                               logger='current',
+                               allow_mismatch: Sequence[str] = ()
+                               ) -> Dict[str, List[str]]:
+    r"""Load a published VideoMamba or an official SSP checkpoint into a
+    :class:`VideoMamba` or a recognizer holding one, strictly.
+
+    For a recognizer (``.backbone`` a :class:`VideoMamba`), a linear
+    ``.cls_head.fc_cls`` receives the file's classifier (``head.*``); see
+    :meth:`VideoMamba.load_pretrained` for the rules.
+
+    Args:
+        model (nn.Module): A :class:`VideoMamba` or a recognizer with one as
+            ``.backbone``.
+        filename (str): Checkpoint path, ``unsafe://path`` or URL.
+        map_location: Passed to the loader. Defaults to ``'cpu'``.
+        logger: mmengine ``print_log`` logger. Defaults to ``'current'``.
+        allow_mismatch (Sequence[str]): Key patterns that may differ, e.g.
+            ``[r'cls_head\.']``. Defaults to ().
+
+    Returns:
+        dict: As :meth:`VideoMamba.load_pretrained`.
+
+    Raises:
+        TypeError: ``model`` is neither.
+    """
+    if isinstance(model, VideoMamba):
+        backbone, fc = model, None
+    else:
+        backbone = getattr(model, 'backbone', None)
+        if not isinstance(backbone, VideoMamba):
+            raise TypeError('load_videomamba_checkpoint expects a VideoMamba '
+                            'backbone or a recognizer whose .backbone is one, '
+                            f'got {type(model).__name__}')
+        fc = getattr(getattr(model, 'cls_head', None), 'fc_cls', None)
+        fc = fc if isinstance(fc, nn.Linear) else None
+    return backbone.load_pretrained(
+        filename,
+        allow_mismatch=allow_mismatch,
+        head=fc,
+        map_location=map_location,
+        logger=logger)

@@ -5,12 +5,14 @@ The official code (zhoujiahuan1991/CVPR2025-STOP @ 7253928) saves the
 ``CLIP4Clip`` state dict (``ckpt.pth.tar``: ``{'state_dict': ...}`` with keys
 ``module.clip.<key>`` under DDP, ``clip.<key>`` otherwise). Its ``<key>``
 names map as follows; CLIP's own parameters keep their OpenAI names under
-``clip.``.
+``clip.`` (``docs/stop.md#provenance``).
 """
 import re
 from typing import Dict, List, Tuple
 
 import torch
+
+from mmstop.utils.checkpoint import unwrap_state_dict
 
 # (official regex, mmstop replacement), first match wins
 _RULES: List[Tuple[str, str]] = [
@@ -45,37 +47,33 @@ _DROPPED = ('visual.position_ids', 'input_resolution', 'context_length',
             'vocab_size')
 
 
-def _unwrap(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    state = checkpoint
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    return state
-
-
-def convert_official_stop(checkpoint: dict, prefix: str = '') -> Dict[str, torch.Tensor]:
+def convert_official_stop(checkpoint: dict,
+                          prefix: str = '',
+                          source: str = 'checkpoint'
+                          ) -> Dict[str, torch.Tensor]:
     """Map an official STOP state dict (or checkpoint) to ``STOPCLIP`` keys.
 
     Args:
         checkpoint (dict): Official parameters with or without the
-            ``state_dict`` wrapper and ``module.`` / ``clip.`` prefixes.
+            ``state_dict`` wrapper and ``module.`` / ``clip.`` prefixes
+            (:func:`~mmstop.utils.checkpoint.unwrap_state_dict`).
         prefix (str): Prepended to every output key, e.g. ``'backbone.'`` to
             load into a recognizer or similarity model. Defaults to ``''``.
+        source (str): The file, for messages. Defaults to
+            ``'checkpoint'``.
 
     Returns:
         dict[str, torch.Tensor]: mmstop state dict.
 
     Raises:
         KeyError: A key is neither a CLIP nor a STOP/DGL parameter.
+        CheckpointError: ``checkpoint`` is not a dict.
     """
-    state = _unwrap(checkpoint)
+    state = unwrap_state_dict(
+        checkpoint, source=source, prefixes=('module.', 'clip.'))
     out = {}
     unknown = []
-    for key, value in state.items():
-        name = key
-        for wrapper in ('module.', 'clip.'):
-            if name.startswith(wrapper):
-                name = name[len(wrapper):]
+    for name, value in state.items():
         if name in _DROPPED:
             continue
         for pattern, repl in _RULES:
@@ -87,7 +85,7 @@ def convert_official_stop(checkpoint: dict, prefix: str = '') -> Dict[str, torch
             if _CLIP_KEY.match(name):
                 out[prefix + 'clip.' + name] = value
             else:
-                unknown.append(key)
+                unknown.append(name)
     if unknown:
         raise KeyError(
             f'{len(unknown)} of {len(state)} key(s) are not official '

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
-from mmstop.models.backbones import (VideoMamba, convert_official_state_dict,
-                                     load_videomamba_checkpoint)
+from mmstop.models.backbones import VideoMamba, load_videomamba_checkpoint
+from mmstop.models.converters import convert_official_ssp
 from mmstop.registry import MODELS
 from mmstop.utils.checkpoint import CheckpointMismatchError
 
@@ -251,6 +251,6 @@ def test_official_ssp_state_dict_loads_into_backbone(ssp_weights):
     model = tiny(img_size=32, num_frames=4, ssp=dict())
     with pytest.raises(ValueError, match='inner_prompt.inter.convs.weight.*'
                        'img_size'):
-        model.load_state_dict(convert_official_state_dict(
+        model.load_state_dict(convert_official_ssp(
             {k: v for k, v in sd.items() if k.startswith('inner_prompt')},
             backbone_prefix=''), strict=False)

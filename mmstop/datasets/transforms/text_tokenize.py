@@ -1,17 +1,19 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""CLIP BPE tokenisation of captions (``TokenizeText``), on open_clip.
+"""CLIP BPE tokenisation of captions (``TokenizeText``), with open_clip.
 
-The ids follow the official STOP / CLIP4Clip procedure (stop.md §2.9)::
+The ids follow the official STOP / CLIP4Clip procedure
+(``docs/stop.md#tokenization``)::
 
     [SOT] + bpe(caption)[:context_length - 2] + [EOT] + zero padding
 
 with SOT = 49406 and EOT = 49407, i.e. an over-long caption keeps its first
 ``context_length - 2`` BPE tokens and still ends with EOT. STOP uses
 ``context_length`` 32 for MSR-VTT/VATEX and 64 for ActivityNet/DiDeMo.
-The BPE encoding is open_clip's ``SimpleTokenizer.encode`` (ftfy + HTML
+open_clip's ``SimpleTokenizer`` computes exactly these ids (ftfy + HTML
 unescape, whitespace collapsed, lower case; identical to the official
-tokenizer's ``tokenize`` for ordinary text). Nothing depends on the OpenAI
-``clip`` git package.
+tokenizer's ``tokenize`` for ordinary text), so the transform calls it and
+adds what open_clip does not: input checks, and a count of the captions it
+truncated. Nothing depends on the OpenAI ``clip`` git package.
 
 The EOT token has the largest id, so a text encoder finds the EOT position
 with ``ids.argmax(dim=-1)`` as CLIP does; do not use ``ids != 0`` as a mask
@@ -89,31 +91,34 @@ class TokenizeText(BaseTransform):
         """
         if isinstance(texts, str):
             texts = [texts]
-        tok = self.tokenizer
-        keep = self.context_length - 2
-        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
-        truncated = 0
+        texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(
                     f'{context or "TokenizeText"}: caption {i} must be a '
                     f'str, got {type(text).__name__}: {text!r}')
-            bpe = tok.encode(text)
-            if len(bpe) > keep:
-                truncated += 1
-                self._count_truncation(text, len(bpe), context)
-            row = [tok.sot_token_id] + bpe[:keep] + [tok.eot_token_id]
-            out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        tok = self.tokenizer
+        length = self.context_length
+        # open_clip cuts an over-long row at the context length and makes
+        # its last id EOT. One more column shows which captions are longer
+        # than ours (that column is not padding); cutting those rows the
+        # same way gives open_clip's ids for our context length.
+        ids = tok(texts, context_length=length + 1)
+        cut = ids[:, length] != 0
+        ids = ids[:, :length].clone()
+        ids[cut, length - 1] = tok.eot_token_id
+        for i in cut.nonzero().flatten().tolist():
+            self._count_truncation(texts[i], context)
         self.num_texts += len(texts)
-        self._last_truncated = truncated
-        return out
+        self._last_truncated = int(cut.sum())
+        return ids
 
-    def _count_truncation(self, text: str, num_bpe: int,
-                          context: str) -> None:
+    def _count_truncation(self, text: str, context: str) -> None:
         self.num_truncated += 1
         if self.num_truncated < self._next_report:
             return
         self._next_report *= 10
+        num_bpe = len(self.tokenizer.encode(text))
         shown = text if len(text) <= 80 else text[:77] + '...'
         print_log(
             f'TokenizeText: {self.num_truncated} caption(s) so far in this '

@@ -48,20 +48,23 @@ def test_layout_and_padding():
     assert tok.num_truncated == 0
 
 
-@pytest.mark.parametrize('context_length', [8, 32, 64, 77])
-def test_same_as_open_clip_call(context_length):
-    """open_clip's own truncation gives the official layout too."""
-    from open_clip.tokenizer import SimpleTokenizer
-    texts = [
-        'a cartoon dog runs through the park while kids laugh',
-        'A woman, in a red dress; explains how to cook pasta with tomatoes, '
-        'garlic & fresh basil in a small kitchen while her two children '
-        'watch and ask questions about every single step of the recipe!!',
-        'short',
-    ]
-    ours = TokenizeText(context_length=context_length).encode(texts)
-    ref = SimpleTokenizer()(texts, context_length=context_length)
-    assert torch.equal(ours, ref)
+@pytest.mark.parametrize('context_length', [2, 8, 32])
+def test_truncation_boundary(context_length):
+    """Captions of context_length - 3 ... context_length BPE tokens: only
+    those with more than context_length - 2 are cut (and counted), keeping
+    their first context_length - 2 tokens and ending with EOT."""
+    keep = context_length - 2
+    tok = TokenizeText(context_length=context_length)
+    lengths = [n for n in range(keep - 1, keep + 3) if n >= 0]
+    texts = [' '.join(['a'] * n) for n in lengths]
+    bpe = [tok.tokenizer.encode(t) for t in texts]
+    assert [len(b) for b in bpe] == lengths  # 'a' is one BPE token
+    ids = tok.encode(texts)
+    for row, tokens in zip(ids.tolist(), bpe):
+        expected = [SOT] + tokens[:keep] + [EOT]
+        assert row == expected + [0] * (context_length - len(expected))
+    assert tok.num_truncated == sum(n > keep for n in lengths)
+    assert tok.num_texts == len(lengths)
 
 
 def test_transform_list_and_string_and_truncation_log(monkeypatch):

@@ -66,8 +66,9 @@ def test_stop_official_cuda_matches_cpu():
     outs = []
     for device in ('cpu', 'cuda'):
         with torch.no_grad():
-            out = model.to(device).forward_with_intermediates(
-                frames.to(device), token_ids.to(device))
+            out = model.to(device)(frames.transpose(1, 2).to(device),
+                                   token_ids.to(device),
+                                   return_intermediates=True)[2]
         outs.append({k: v.cpu() for k, v in out.items()})
     cpu, cuda = outs
     assert torch.equal(cpu['mask'], cuda['mask'])

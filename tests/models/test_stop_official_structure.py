@@ -52,6 +52,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stop_helpers import official_layout_forward
+
 from mmstop.models.backbones import STOPCLIP
 from mmstop.models.converters import convert_official_stop
 
@@ -485,9 +487,6 @@ def make_inputs(weights, parity_dir, T, B, size=224, dtype=torch.float32):
     return frames, ids
 
 
-def run_mmstop(model, frames, ids):
-    with torch.no_grad():
-        return model.forward_with_intermediates(frames, ids)
 
 
 def assert_same(actual, expected, f64, keys=COMPARED):
@@ -575,7 +574,7 @@ def _compare(parity_dir, weights, mode, T, B, f64, small):
         ref = official_forward(sd, frames, ids, T, mode, *heads)
     assert_decisive(ref, f64)
     model = build_mmstop(sd, T, mode, arch, dtype)
-    out = run_mmstop(model, frames, ids)
+    out = official_layout_forward(model, frames, ids)
     assert_same(out, ref, f64)
     _LAST.clear()  # keep one run (a full-size model is 0.6 GB)
     _LAST[(mode, T, B, f64, small)] = (model, sd, frames, ids, ref, out)
@@ -619,7 +618,7 @@ def test_batch_coupling_matches_official(stop_parity_dir, stop_weights, small):
         sub_frames = videos[keep].flatten(0, 1)
         with torch.no_grad():
             ref_sub = official_forward(sd, sub_frames, ids[keep], T, mode, *heads)
-        out_sub = run_mmstop(model, sub_frames, ids[keep])
+        out_sub = official_layout_forward(model, sub_frames, ids[keep])
         assert_same(out_sub, ref_sub, f64)
         change = ref_sub['video_feature'] - ref['video_feature'][keep]
         if len(keep) < B:  # the coupling is real ...
@@ -702,4 +701,5 @@ def test_single_frame_batch_is_nan_officially_and_an_error_here(
     assert torch.isnan(ref['sim']).all()
     assert torch.isfinite(ref['text_feature']).all()
     with pytest.raises(ValueError, match=r"normalize='video'"):
-        run_mmstop(build_mmstop(sd, T, mode, arch, dtype), frames, ids)
+        official_layout_forward(build_mmstop(sd, T, mode, arch, dtype),
+                                frames, ids)

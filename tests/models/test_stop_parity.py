@@ -17,6 +17,8 @@ import runpy
 import pytest
 import torch
 
+from stop_helpers import official_layout_forward
+
 from mmstop.models.backbones import STOPCLIP
 from mmstop.models.converters import convert_official_stop
 
@@ -77,9 +79,7 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
 
     model = build_official(stop_weights, T, mode, dtype).to(device)
     frames = stop_weights.load_frames(inputs, dtype).to(device)
-    with torch.no_grad():
-        out = model.forward_with_intermediates(
-            frames, inputs['text_ids'].to(device))
+    out = official_layout_forward(model, frames, inputs['text_ids'].to(device))
 
     assert torch.equal(out['mask'].cpu(), expected['mask'])
     checked = []

@@ -1,4 +1,7 @@
 # Copyright (c) mmstop contributors. All rights reserved.
+from .base import (BaseInterFramePrompt, BaseIntraFramePrompt,
+                   InterFramePrompts, IntraFramePromptOutput,
+                   STOPPromptModule)
 from .dgl import Adapter, DGLPromptGenerator
 from .stop_inter import (AttentiveInterFramePrompt, DynamicInterFramePrompt,
                          build_inter_frame_prompt)
@@ -7,8 +10,9 @@ from .stop_intra import (PixelIntraFramePrompt, TokenIntraFramePrompt,
 
 __all__ = [
     'Adapter', 'DGLPromptGenerator', 'AttentiveInterFramePrompt',
-    'DynamicInterFramePrompt', 'PixelIntraFramePrompt',
-    'TokenIntraFramePrompt', 'build_inter_frame_prompt',
+    'BaseInterFramePrompt', 'BaseIntraFramePrompt', 'DynamicInterFramePrompt',
+    'InterFramePrompts', 'IntraFramePromptOutput', 'PixelIntraFramePrompt',
+    'STOPPromptModule', 'TokenIntraFramePrompt', 'build_inter_frame_prompt',
     'build_intra_frame_prompt'
 ]
 from .ssp import (FrameImportance, FrameSummary, IntraFrameGathering,  # noqa: E402,E501

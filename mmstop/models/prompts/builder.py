@@ -1,5 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""Build a prompt module from ``dict(mode=..., **options)``."""
+"""Build a prompt module from ``dict(mode=..., **options)`` or
+``dict(type=..., **options)``."""
 import inspect
 from typing import Dict, Optional
 
@@ -18,16 +19,21 @@ def _options(cls: type) -> set:
 
 def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
                       default_mode: str = 'official',
+                      base: Optional[type] = None,
                       **defaults) -> Optional[nn.Module]:
     """Build the registered class that implements ``cfg['mode']``.
 
     Args:
         kind (str): Name of the config field, used in error messages.
-        cfg (dict, optional): ``dict(mode=..., **options)``; ``None`` disables
-            the module and returns ``None``.
+        cfg (dict, optional): ``dict(mode=..., **options)``, or
+            ``dict(type=..., **options)`` for any registered class (or a
+            class) implementing ``base``, e.g. a prompt variant of one's own;
+            ``None`` disables the module and returns ``None``.
         classes (dict): Maps each mode to a registered class name.
-        default_mode (str): Mode used when ``cfg`` has none. Defaults to
+        default_mode (str): Mode used when ``cfg`` has neither. Defaults to
             ``'official'``.
+        base (type, optional): The interface the built module must
+            implement. Defaults to None (any class).
         **defaults: Values known to the caller (sizes); they fill the options
             that the class accepts and the config does not set.
 
@@ -36,11 +42,38 @@ def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
 
     Raises:
         TypeError: For an option the mode's class does not take, naming the
-            other mode it belongs to, if any.
+            other mode it belongs to, if any; for a class that does not
+            implement ``base``.
     """
     if cfg is None:
         return None
     cfg = dict(cfg)
+    if 'type' in cfg:
+        if 'mode' in cfg:
+            raise ValueError(f'{kind}: give mode or type, not both')
+        cls = cfg.pop('type')
+        if isinstance(cls, str):
+            name, cls = cls, MODELS.get(cls)
+            if cls is None:
+                raise KeyError(f'{kind} type {name!r} is not registered')
+    else:
+        cls = _mode_class(kind, cfg, classes, default_mode)
+    if base is not None and not (isinstance(cls, type)
+                                 and issubclass(cls, base)):
+        raise TypeError(f'{kind} must be a {base.__name__} (the interface '
+                        f'the backbone calls), got {cls!r}')
+    accepted = _options(cls)
+    for key, value in defaults.items():
+        if key in accepted:
+            cfg.setdefault(key, value)
+    return cls(**cfg)
+
+
+def _mode_class(kind: str, cfg: dict, classes: Dict[str, str],
+                default_mode: str) -> type:
+    """Pop ``mode`` from ``cfg`` and return its class, after checking that
+    ``cfg`` holds only options of that class (see :func:`build_mode_module`).
+    """
     mode = cfg.pop('mode', default_mode)
     if mode not in classes:
         raise ValueError(
@@ -68,7 +101,4 @@ def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
             f'not {mode!r}: drop them when switching modes (in a config: '
             f"{kind}=dict(_delete_=True, mode={mode!r}, ...)); mode {mode!r} "
             f'takes {sorted(accepted)}')
-    for key, value in defaults.items():
-        if key in accepted:
-            cfg.setdefault(key, value)
-    return cls(**cfg)
+    return cls

@@ -3,7 +3,9 @@
 
 STOP's released code extends DGL ("Dynamic Global-Local prompt tuning",
 AAAI'24); the paper does not describe these parts but the official numbers
-depend on them (spec ``stop.md`` sections 2.5-2.9):
+depend on them (``docs/stop.md#dgl-prompt-generator``,
+``docs/stop.md#token-layout-and-visual-blocks``,
+``docs/stop.md#text-encoder-with-deep-prompts``):
 
 * :class:`DGLPromptGenerator`: input-independent deep prompts for every
   layer of both towers, from a shared latent space: ``'transformer'`` (an
@@ -14,8 +16,9 @@ depend on them (spec ``stop.md`` sections 2.5-2.9):
   residual stream of every CLIP block (the official code calls it "LoRA"; it
   is not a low-rank weight delta), added with a fixed scale.
 
-The global prompts and the global/local attention structure live in the
-backbone (:class:`mmstop.models.backbones.STOPCLIP`).
+The global prompts live in the backbone
+(:class:`mmstop.models.backbones.STOPCLIP`), the global/local attention
+blocks and the token-slot layout in :mod:`mmstop.models.backbones.stop_blocks`.
 """
 import math
 from collections import OrderedDict

@@ -5,7 +5,8 @@ Two variants, selected by ``mode`` in the backbone config (see
 :func:`build_inter_frame_prompt`):
 
 * ``'official'`` (:class:`AttentiveInterFramePrompt`): what the released STOP
-  code computes (spec ``stop.md`` section 2.4). From the layer-0 patch tokens
+  code computes (``docs/stop.md#inter-frame-prompts-official-code``). From
+  the layer-0 patch tokens
   of the whole video, a joint space-time attention and 3D convolutions
   produce a fixed ``num_prompts`` tokens per frame, scaled by ``1 + w_t``
   where ``w_t`` is a min-max normalised frame-variation score. The official
@@ -18,6 +19,9 @@ Two variants, selected by ``mode`` in the backbone config (see
   dynamic number of tokens per frame gap ``ceil(eta * W)`` (clamped to
   ``[min_prompts, max_prompts]``), one output head per count, padded to
   ``max_prompts`` slots per frame with a padding mask.
+
+Both implement :class:`~.base.BaseInterFramePrompt`, the interface through
+which :class:`~mmstop.models.backbones.STOPCLIP` calls them.
 """
 import math
 from typing import Dict, Optional, Sequence
@@ -26,12 +30,12 @@ import torch
 import torch.nn as nn
 
 from mmstop.registry import MODELS
+from ..utils import conv3d_same, minmax_normalize, run_conv_stack, same_padding
+from .base import BaseInterFramePrompt, InterFramePrompts
 from .builder import build_mode_module
-from ..utils import conv3d_same
-from .stop_intra import _run_conv_stack, _same_padding
 
 
-def minmax_normalize(scores: torch.Tensor, mode: str) -> torch.Tensor:
+def normalize_frame_scores(scores: torch.Tensor, mode: str) -> torch.Tensor:
     """Min-max normalise frame scores ``[B, T]``.
 
     Args:
@@ -44,18 +48,14 @@ def minmax_normalize(scores: torch.Tensor, mode: str) -> torch.Tensor:
         torch.Tensor: Normalised scores ``[B, T]``.
     """
     if mode == 'batch':
-        return (scores - scores.min()) / (scores.max() - scores.min())
+        return minmax_normalize(scores, dim=None, constant_to_zero=False)
     if mode == 'video':
-        low = scores.min(dim=1, keepdim=True)[0]
-        span = scores.max(dim=1, keepdim=True)[0] - low
-        safe = torch.where(span > 0, span, torch.ones_like(span))
-        return torch.where(span > 0, (scores - low) / safe,
-                           torch.zeros_like(scores))
+        return minmax_normalize(scores, dim=1)
     raise ValueError(f"normalize must be 'batch' or 'video', got {mode!r}")
 
 
 @MODELS.register_module()
-class AttentiveInterFramePrompt(nn.Module):
+class AttentiveInterFramePrompt(BaseInterFramePrompt):
     """Official STOP inter-frame prompt (``mode='official'``).
 
     Input: the layer-0 tokens ``h0`` of every frame (``[B, T, 1+N, D]``, CLS
@@ -71,6 +71,9 @@ class AttentiveInterFramePrompt(nn.Module):
        ``N -> mlp_channels -> PReLU -> num_prompts`` MLP over the token axis,
        ``Q * (1 + w)``, times ``prompt_scale``.
 
+    In :class:`~mmstop.models.backbones.STOPCLIP` (:meth:`frame_prompts`)
+    the prompts are added to the DGL local prompts of every layer.
+
     Args:
         embed_dims (int): Token width ``D``.
         num_patches (int): Patch tokens per frame ``N``.
@@ -84,7 +87,7 @@ class AttentiveInterFramePrompt(nn.Module):
         scorer_kernel_size (Sequence[int]): Variation-scorer kernel. Defaults
             to ``(5, 11, 11)``.
         normalize (str): ``'batch'`` (official) or ``'video'``, see
-            :func:`minmax_normalize`. Defaults to ``'batch'``.
+            :func:`normalize_frame_scores`. Defaults to ``'batch'``.
         prompt_scale (float): Output scale. Defaults to 0.05.
     """
 
@@ -110,7 +113,7 @@ class AttentiveInterFramePrompt(nn.Module):
         self.prompt_scale = prompt_scale
         self.attention = nn.MultiheadAttention(
             embed_dims, num_heads, batch_first=True)
-        pad = _same_padding(kernel_size)
+        pad = same_padding(kernel_size)
         self.conv = nn.Sequential(
             nn.Conv3d(1, hidden_channels, kernel_size, padding=pad),
             nn.PReLU(),
@@ -123,7 +126,57 @@ class AttentiveInterFramePrompt(nn.Module):
         )
         self.variation_scorer = nn.Conv3d(
             1, 1, scorer_kernel_size,
-            padding=_same_padding(scorer_kernel_size))
+            padding=same_padding(scorer_kernel_size))
+
+    @property
+    def batch_dependent(self) -> bool:
+        """True with ``normalize='batch'``: the frame weights are normalised
+        over every frame of the batch."""
+        return self.normalize == 'batch'
+
+    def check_batch(self, num_videos: int, num_frames: int) -> None:
+        """Reject a batch of one frame in total with ``normalize='batch'``
+        (``docs/stop.md#batch-coupling-and-single-frame-batches``).
+
+        Args:
+            num_videos (int): Videos in the batch ``B``.
+            num_frames (int): Frames per video ``T``.
+
+        Raises:
+            ValueError: If ``B * T == 1`` and ``normalize='batch'``: the
+                min-max normalisation would be 0/0 and every feature NaN.
+        """
+        if num_videos * num_frames == 1 and self.batch_dependent:
+            raise ValueError(
+                'official inter-frame prompts (inter_prompt.normalize='
+                "'batch') min-max normalise the frame scores over all "
+                'batch_size x num_frames frames of a batch, and this batch '
+                'holds 1 video of 1 frame: 0/0 gives NaN features. Set '
+                "inter_prompt=dict(normalize='video') (per-video "
+                'normalisation, defined for any batch), or use batches with '
+                'at least 2 frames in total (batch_size * num_frames >= 2)')
+
+    def frame_prompts(self, tokens: torch.Tensor,
+                      region_mask: Optional[torch.Tensor] = None
+                      ) -> InterFramePrompts:
+        """The backbone hook: :meth:`forward`, added to the local prompts.
+
+        Args:
+            tokens (torch.Tensor): Layer-0 tokens ``[B, T, 1+N, D]``.
+            region_mask (torch.Tensor, optional): Intra-frame region mask.
+
+        Returns:
+            InterFramePrompts: ``local_offset`` the prompts
+            ``[B, T, num_prompts, D]``; intermediates ``w_raw``, ``w``,
+            ``inter_prompt`` (the prompts) and ``inter_attn`` (the
+            space-time attention output).
+        """
+        out = self(tokens, region_mask)
+        return InterFramePrompts(
+            local_offset=out['prompts'], extra=None, extra_padding=None,
+            intermediates=dict(w_raw=out['w_raw'], w=out['w'],
+                               inter_prompt=out['prompts'],
+                               inter_attn=out['attn']))
 
     def forward(self,
                 tokens: torch.Tensor,
@@ -164,9 +217,9 @@ class AttentiveInterFramePrompt(nn.Module):
                     f'{self.num_patches} patches')
             v = v + v * r
         w_raw = v.mean(dim=(2, 3))
-        w = minmax_normalize(w_raw, self.normalize)
+        w = normalize_frame_scores(w_raw, self.normalize)
 
-        q = _run_conv_stack(self.conv, volume).squeeze(1)  # [B, T, N, D]
+        q = run_conv_stack(self.conv, volume).squeeze(1)  # [B, T, N, D]
         q = self.mlp(q.transpose(2, 3)).transpose(2, 3)  # [B, T, P, D]
         q = q + q * w[:, :, None, None]
         return dict(
@@ -174,10 +227,11 @@ class AttentiveInterFramePrompt(nn.Module):
 
 
 @MODELS.register_module()
-class DynamicInterFramePrompt(nn.Module):
+class DynamicInterFramePrompt(BaseInterFramePrompt):
     """The paper's inter-frame temporal prompt (``mode='paper'``).
 
-    Equations 8-12 of STOP (spec ``stop.md`` section 1.3), from the layer-0
+    Equations 8-12 of STOP (``docs/stop.md#the-papers-method``,
+    ``docs/stop.md#paper-mode``), from the layer-0
     (intra-prompted) tokens ``h^s`` ``[B, T, 1+N, D]`` and the intra region
     mask ``r``:
 
@@ -204,7 +258,7 @@ class DynamicInterFramePrompt(nn.Module):
     ``max_prompts`` slots per frame with a ``padding_mask`` (True = padded
     slot; padded values are 0). The backbone inserts the slots into each
     frame's attention group and masks the padded ones as keys, so they never
-    influence any other token.
+    influence any other token (:meth:`frame_prompts`).
 
     ``n`` is an integer, so ``N^t`` would get no gradient from the count
     alone. ``variation_grad='straight_through'`` multiplies the prompts by
@@ -287,10 +341,10 @@ class DynamicInterFramePrompt(nn.Module):
 
         self.variation_scorer = nn.Conv3d(
             1, 1, scorer_kernel_size,
-            padding=_same_padding(scorer_kernel_size))
+            padding=same_padding(scorer_kernel_size))
         self.attention = nn.MultiheadAttention(
             embed_dims, num_heads, batch_first=True)
-        pad = _same_padding(kernel_size)
+        pad = same_padding(kernel_size)
         self.conv = nn.Sequential(
             nn.Conv3d(1, hidden_channels, kernel_size, padding=pad),
             nn.ReLU(),
@@ -307,6 +361,31 @@ class DynamicInterFramePrompt(nn.Module):
         """``clamp(ceil(eta * w), min_prompts, max_prompts)`` as int64."""
         n = torch.ceil(self.eta * w.detach())
         return n.clamp(self.min_prompts, self.max_prompts).long()
+
+    def frame_prompts(self, tokens: torch.Tensor,
+                      region_mask: Optional[torch.Tensor] = None
+                      ) -> InterFramePrompts:
+        """The backbone hook: :meth:`forward`, as extra slots per frame.
+
+        Args:
+            tokens (torch.Tensor): Layer-0 tokens ``[B, T, 1+N, D]``, after
+                the intra-frame prompt.
+            region_mask (torch.Tensor, optional): Intra-frame region mask.
+
+        Returns:
+            InterFramePrompts: ``extra`` the prompts
+            ``[B, T, max_prompts, D]``, ``extra_padding`` their padding mask;
+            intermediates ``w_raw``, ``w``, ``inter_prompt`` (the prompts),
+            ``inter_counts`` and ``inter_padding``.
+        """
+        out = self(tokens, region_mask)
+        return InterFramePrompts(
+            local_offset=None, extra=out['prompts'],
+            extra_padding=out['padding_mask'],
+            intermediates=dict(w_raw=out['w_raw'], w=out['w'],
+                               inter_prompt=out['prompts'],
+                               inter_counts=out['counts'],
+                               inter_padding=out['padding_mask']))
 
     def forward(self,
                 tokens: torch.Tensor,
@@ -363,13 +442,13 @@ class DynamicInterFramePrompt(nn.Module):
             if r is not None:
                 energy = energy * (1 + self.beta * r)
             w_raw = energy.sum(dim=-1) / (N * D)
-            w = w_raw if self.variation_norm == 'none' else minmax_normalize(
-                w_raw, 'video')
+            w = w_raw if self.variation_norm == 'none' else \
+                normalize_frame_scores(w_raw, 'video')
             counts = self.counts(w)  # eq. 11
             # eq. 12
             seq = diff.reshape(B, n_groups * N, D)
             a = self.attention(seq, seq, seq, need_weights=False)[0]
-            q = _run_conv_stack(self.conv, a.reshape(B, n_groups, N, D)
+            q = run_conv_stack(self.conv, a.reshape(B, n_groups, N, D)
                                 .unsqueeze(1)).squeeze(1)
             q = q.transpose(2, 3)  # [B, G, D, N]: heads mix the patch axis
             for n in counts.unique().tolist():
@@ -394,16 +473,29 @@ class DynamicInterFramePrompt(nn.Module):
                     counts=counts, w_raw=w_raw, w=w)
 
 
-def build_inter_frame_prompt(cfg: Optional[dict], **defaults) -> Optional[nn.Module]:
+def build_inter_frame_prompt(cfg: Optional[dict],
+                             **defaults) -> Optional[BaseInterFramePrompt]:
     """Build the inter prompt from ``dict(mode=..., **options)``.
 
-    ``mode='official'`` builds :class:`AttentiveInterFramePrompt`, ``'paper'`` builds
-    :class:`DynamicInterFramePrompt`; ``None`` disables the mechanism. ``defaults``
-    (sizes known to the backbone) fill the options the config does not set.
-    Options both classes take go to the chosen mode; an option of the other
-    mode only (e.g. ``normalize``) raises a ``TypeError`` naming its mode;
-    mmstop's configs leave those at their defaults, so ``mode=...`` alone
-    switches them.
+    ``mode='official'`` builds :class:`AttentiveInterFramePrompt`, ``'paper'``
+    builds :class:`DynamicInterFramePrompt`; ``dict(type=..., **options)`` builds
+    any registered :class:`~.base.BaseInterFramePrompt`; ``None`` disables the
+    mechanism.
+    ``defaults`` (sizes known to the backbone) fill the options the config
+    does not set. Options both modes take go to the chosen mode; an option of
+    the other mode only (e.g. ``normalize``) raises a ``TypeError`` naming its
+    mode; mmstop's configs leave those at their defaults, so ``mode=...``
+    alone switches them.
+
+    Args:
+        cfg (dict, optional): The config.
+        **defaults: Sizes known to the backbone.
+
+    Returns:
+        BaseInterFramePrompt | None: The module.
     """
     return build_mode_module(
-        'inter_prompt', cfg, {'official': 'AttentiveInterFramePrompt', 'paper': 'DynamicInterFramePrompt'}, **defaults)
+        'inter_prompt', cfg,
+        dict(official='AttentiveInterFramePrompt',
+             paper='DynamicInterFramePrompt'),
+        base=BaseInterFramePrompt, **defaults)

@@ -5,7 +5,8 @@ Two variants of the same mechanism, selected by ``mode`` in the backbone
 config (see :func:`build_intra_frame_prompt`):
 
 * ``'official'`` (:class:`PixelIntraFramePrompt`): what the released STOP
-  code computes (spec ``stop.md`` section 2.2). A 3D-conv prompter runs on
+  code computes (``docs/stop.md#intra-frame-prompts-official-code``). A
+  3D-conv prompter runs on
   the normalised RGB frames and its output is added in *pixel space*, once,
   before the patch embedding: ``x + s*P + s*P*M``. The region mask ``M`` is
   the top-``num_regions`` cells of a ``grid x grid`` pooling of a 3D-conv
@@ -18,43 +19,21 @@ config (see :func:`build_intra_frame_prompt`):
   CLS attention map and the temporal dynamics of a 3D conv, and prompts added
   to the ``num_regions`` selected patch tokens only. No official numbers
   exist for it.
+
+Both implement :class:`~.base.BaseIntraFramePrompt`, the interface through
+which :class:`~mmstop.models.backbones.STOPCLIP` calls them.
 """
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.utils import to_2tuple
 
 from mmstop.registry import MODELS
+from ..utils import conv3d_same, minmax_normalize, run_conv_stack, same_padding
+from .base import BaseIntraFramePrompt, IntraFramePromptOutput
 from .builder import build_mode_module
-from ..utils import conv3d_same
-
-
-def _pair(v: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(v)
-    if len(v) != 2:
-        raise ValueError(f'expected an int or a pair, got {v!r}')
-    return v
-
-
-def _same_padding(kernel_size: Sequence[int]) -> Tuple[int, ...]:
-    for k in kernel_size:
-        if k % 2 != 1:
-            raise ValueError(
-                f'kernel sizes must be odd for "same" padding, got {kernel_size}')
-    return tuple((k - 1) // 2 for k in kernel_size)
-
-
-def _run_conv_stack(stack: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Apply a Sequential of Conv3d / activations through ``conv3d_same``."""
-    for layer in stack:
-        if isinstance(layer, nn.Conv3d):
-            x = conv3d_same(x, layer.weight, layer.bias, layer.padding)
-        else:
-            x = layer(x)
-    return x
 
 
 def top_k_strict_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -81,7 +60,7 @@ def top_k_strict_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class PixelIntraFramePrompt(nn.Module):
+class PixelIntraFramePrompt(BaseIntraFramePrompt):
     """Official STOP intra-frame prompt, applied to pixels (``mode='official'``).
 
     Given normalised frames ``x`` of shape ``[B, T, 3, H, W]``:
@@ -96,6 +75,10 @@ class PixelIntraFramePrompt(nn.Module):
        a hard comparison, so the scorer receives no gradient (as officially).
     3. Output ``x + prompt_scale*P + region_scale*P*M`` where ``M`` is ``R``
        expanded to pixels.
+
+    In :class:`~mmstop.models.backbones.STOPCLIP` it acts through
+    :meth:`prompt_pixels`, before the patch embedding; its region mask feeds
+    the inter-frame prompt.
 
     Args:
         image_size (int | tuple[int, int]): Input frame size ``(H, W)``.
@@ -136,8 +119,11 @@ class PixelIntraFramePrompt(nn.Module):
                  prompt_scale: float = 0.05,
                  region_scale: float = 0.05) -> None:
         super().__init__()
-        self.image_size = _pair(image_size)
-        self.patch_size = _pair(patch_size)
+        self.image_size = tuple(to_2tuple(image_size))
+        self.patch_size = tuple(to_2tuple(patch_size))
+        if len(self.image_size) != 2 or len(self.patch_size) != 2:
+            raise ValueError('image_size and patch_size must be ints or '
+                             f'pairs, got {image_size!r} and {patch_size!r}')
         if any(s % p for s, p in zip(self.image_size, self.patch_size)):
             raise ValueError(
                 f'image_size {self.image_size} must be a multiple of '
@@ -157,7 +143,7 @@ class PixelIntraFramePrompt(nn.Module):
         self.region_scale = region_scale
 
         c0, c1, c2 = hidden_channels
-        pad = _same_padding(kernel_size)
+        pad = same_padding(kernel_size)
         self.generator = nn.Sequential(
             nn.Conv3d(in_channels, c0, kernel_size, padding=pad),
             nn.Conv3d(c0, c0, kernel_size, padding=pad),
@@ -175,7 +161,7 @@ class PixelIntraFramePrompt(nn.Module):
         self.dropout_mlp = nn.Dropout(dropout)
         self.region_scorer = nn.Conv3d(
             in_channels, 1, scorer_kernel_size,
-            padding=_same_padding(scorer_kernel_size))
+            padding=same_padding(scorer_kernel_size))
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 5 or x.shape[2] != self.in_channels or tuple(
@@ -225,7 +211,7 @@ class PixelIntraFramePrompt(nn.Module):
             ``[B, T, G, G]``).
         """
         self._check_input(x)
-        prompt = _run_conv_stack(self.generator, x.transpose(1, 2))
+        prompt = run_conv_stack(self.generator, x.transpose(1, 2))
         prompt = self.dropout_conv(prompt)
         prompt = self.mlp(prompt.permute(0, 2, 3, 4, 1))  # [B, T, H, W, C]
         prompt = self.dropout_mlp(prompt)
@@ -235,6 +221,22 @@ class PixelIntraFramePrompt(nn.Module):
         frames = x + prompt * self.prompt_scale + (
             prompt * pixel_mask) * self.region_scale
         return dict(frames=frames, scores=scores, mask=mask)
+
+    def prompt_pixels(self, frames: torch.Tensor) -> IntraFramePromptOutput:
+        """The backbone hook: :meth:`forward` before the patch embedding.
+
+        Args:
+            frames (torch.Tensor): Normalised frames ``[B, T, C, H, W]``.
+
+        Returns:
+            IntraFramePromptOutput: The prompted frames, the region mask
+            ``[B, T, G, G]`` and the intermediates ``prompted_pixels`` and
+            ``mask_pooled`` (the pooled region scores).
+        """
+        out = self(frames)
+        return IntraFramePromptOutput(
+            out['frames'], out['mask'],
+            dict(prompted_pixels=out['frames'], mask_pooled=out['scores']))
 
 
 def top_k_exact_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -309,11 +311,7 @@ def normalize_region_scores(scores: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == 'none':
         return scores
     if mode == 'minmax':
-        low = scores.amin(dim=-1, keepdim=True)
-        span = scores.amax(dim=-1, keepdim=True) - low
-        safe = torch.where(span > 0, span, torch.ones_like(span))
-        return torch.where(span > 0, (scores - low) / safe,
-                           torch.zeros_like(scores))
+        return minmax_normalize(scores, dim=-1)
     if mode == 'sum':
         total = scores.sum(dim=-1, keepdim=True)
         safe = torch.where(total > 0, total, torch.ones_like(total))
@@ -350,10 +348,10 @@ class TokenPrompter(nn.Module):
         second = (1, ) + tuple(kernel_size[1:])
         self.conv = nn.Sequential(
             nn.Conv3d(1, hidden_channels, kernel_size,
-                      padding=_same_padding(kernel_size)),
+                      padding=same_padding(kernel_size)),
             nn.ReLU(),
             nn.Conv3d(hidden_channels, 1, second,
-                      padding=_same_padding(second)),
+                      padding=same_padding(second)),
         )
         self.mlp = nn.Sequential(
             nn.Linear(embed_dims, mlp_channels),
@@ -364,17 +362,18 @@ class TokenPrompter(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """``[B, T, N, D]`` patch tokens -> prompts of the same shape."""
-        x = _run_conv_stack(self.conv, patches.unsqueeze(1)).squeeze(1)
+        x = run_conv_stack(self.conv, patches.unsqueeze(1)).squeeze(1)
         return self.dropout(self.mlp(x))
 
 
 @MODELS.register_module()
-class TokenIntraFramePrompt(nn.Module):
+class TokenIntraFramePrompt(BaseIntraFramePrompt):
     """The paper's intra-frame spatial prompt on tokens (``mode='paper'``).
 
-    Equations 1-7 of STOP (spec ``stop.md`` section 1.3), applied to the patch
-    tokens ``h`` ``[B, T, N, D]`` just before the attention of every layer in
-    ``layers``:
+    Equations 1-7 of STOP (``docs/stop.md#the-papers-method``,
+    ``docs/stop.md#paper-mode``), applied to the patch tokens ``h``
+    ``[B, T, N, D]`` just before the attention of every layer in ``layers``
+    (in :class:`~mmstop.models.backbones.STOPCLIP`: :meth:`prompt_tokens`):
 
     * ``A`` (eq. 2): :func:`cls_attention_map` with that layer's frozen
       ``ln_1`` and attention (CLS query over the frame's CLS and patch keys,
@@ -483,7 +482,7 @@ class TokenIntraFramePrompt(nn.Module):
             layer: 0 if share_across_layers else i
             for i, layer in enumerate(self.layers)
         }
-        pad = _same_padding(scorer_kernel_size)
+        pad = same_padding(scorer_kernel_size)
         self.scorers = nn.ModuleList(
             nn.Conv3d(1, 1, scorer_kernel_size, padding=pad)
             for _ in range(n_modules))
@@ -495,6 +494,34 @@ class TokenIntraFramePrompt(nn.Module):
     def applies_to(self, layer: int) -> bool:
         """Whether the input of ``layer`` is prompted."""
         return layer in self._module_index
+
+    def prompts_layer(self, layer: int) -> bool:
+        """The backbone hook: :meth:`applies_to`."""
+        return self.applies_to(layer)
+
+    def prompt_tokens(self, tokens: torch.Tensor, layer: int,
+                      norm: nn.Module,
+                      attn: nn.MultiheadAttention) -> IntraFramePromptOutput:
+        """The backbone hook: :meth:`forward` at the input of ``layer``.
+
+        Args:
+            tokens (torch.Tensor): Frame tokens ``[B, T, 1+N, D]``.
+            layer (int): Layer index (one of ``layers``).
+            norm (nn.Module): That layer's frozen ``ln_1``.
+            attn (nn.MultiheadAttention): That layer's frozen attention.
+
+        Returns:
+            IntraFramePromptOutput: The prompted tokens, the region mask
+            ``[B, T, N]`` and the intermediates ``intra_mask``,
+            ``intra_scores``, ``intra_attn_map`` and ``intra_dynamics``
+            (``[B, T, N]`` each).
+        """
+        out = self(tokens, layer, norm=norm, attn=attn)
+        return IntraFramePromptOutput(
+            out['tokens'], out['mask'], {
+                f'intra_{key}': out[key]
+                for key in ('mask', 'scores', 'attn_map', 'dynamics')
+            })
 
     def region_scores(self, tokens: torch.Tensor, layer: int,
                       norm: Optional[nn.Module] = None,
@@ -569,16 +596,29 @@ class TokenIntraFramePrompt(nn.Module):
         return out
 
 
-def build_intra_frame_prompt(cfg: Optional[dict], **defaults) -> Optional[nn.Module]:
+def build_intra_frame_prompt(cfg: Optional[dict],
+                             **defaults) -> Optional[BaseIntraFramePrompt]:
     """Build the intra prompt from ``dict(mode=..., **options)``.
 
-    ``mode='official'`` builds :class:`PixelIntraFramePrompt`, ``'paper'`` builds
-    :class:`TokenIntraFramePrompt`; ``None`` disables the mechanism. ``defaults``
-    (sizes known to the backbone) fill the options the config does not set.
-    Options both classes take go to the chosen mode; an option of the other
-    mode only (e.g. ``mask_pooling``) raises a ``TypeError`` naming its mode;
-    mmstop's configs leave those at their defaults, so ``mode=...`` alone
-    switches them.
+    ``mode='official'`` builds :class:`PixelIntraFramePrompt`, ``'paper'``
+    builds :class:`TokenIntraFramePrompt`; ``dict(type=..., **options)`` builds
+    any registered :class:`~.base.BaseIntraFramePrompt`; ``None`` disables the
+    mechanism.
+    ``defaults`` (sizes known to the backbone) fill the options the config
+    does not set. Options both modes take go to the chosen mode; an option of
+    the other mode only (e.g. ``mask_pooling``) raises a ``TypeError`` naming its
+    mode; mmstop's configs leave those at their defaults, so ``mode=...``
+    alone switches them.
+
+    Args:
+        cfg (dict, optional): The config.
+        **defaults: Sizes known to the backbone.
+
+    Returns:
+        BaseIntraFramePrompt | None: The module.
     """
     return build_mode_module(
-        'intra_prompt', cfg, {'official': 'PixelIntraFramePrompt', 'paper': 'TokenIntraFramePrompt'}, **defaults)
+        'intra_prompt', cfg,
+        dict(official='PixelIntraFramePrompt',
+             paper='TokenIntraFramePrompt'),
+        base=BaseIntraFramePrompt, **defaults)

@@ -118,6 +118,32 @@ def test_linear_prompt_generator_video_and_text():
         assert model.encode_text(text_ids(3, 5)).shape == (2, EMBED)
 
 
+def test_forward_encodes_clips_and_texts_with_one_prompt_set():
+    """forward: NCTHW clips -> encode_video; with token ids also the texts,
+    from the same generator call, and the similarity logits."""
+    model = build().eval()
+    x, ids = frames(), text_ids(3, 5, 2)
+    clips = x.transpose(1, 2)
+    with torch.no_grad():
+        video = model.encode_video(x)
+        text = model.encode_text(ids)
+        assert torch.equal(model(clips), video)
+        v2, t2 = model(clips, ids)
+        assert torch.equal(v2, video) and torch.equal(t2, text)
+        v3, t3, out = model(clips, ids, return_intermediates=True)
+        _, video_out = model.encode_video(x, return_intermediates=True)
+        feature, only_video = model(clips, return_intermediates=True)
+    assert torch.equal(v3, video) and torch.equal(t3, text)
+    assert set(video_out) | {'TP', 'txt_eot_layers', 'text_feature', 'sim',
+                             'logit_scale_exp'} == set(out)
+    cos = torch.nn.functional.normalize(text, dim=-1) @ \
+        torch.nn.functional.normalize(video, dim=-1).t()
+    torch.testing.assert_close(out['sim'], 100. * cos)
+    assert torch.equal(feature, video) and set(only_video) == set(video_out)
+    with pytest.raises(ValueError, match=r'\[N, C, T, H, W\]'):
+        model(x[0])
+
+
 # ---------------------------------------------------------------------------
 # paper modes inside the backbone
 # ---------------------------------------------------------------------------

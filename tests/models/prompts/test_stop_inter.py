@@ -8,7 +8,7 @@ import torch
 from mmstop.models.prompts import (AttentiveInterFramePrompt,
                                    DynamicInterFramePrompt,
                                    build_inter_frame_prompt)
-from mmstop.models.prompts.stop_inter import minmax_normalize
+from mmstop.models.prompts.stop_inter import normalize_frame_scores
 
 N, D = 16, 16  # 4x4 patches of width 16
 
@@ -46,13 +46,13 @@ def test_official_shapes():
     assert out['w_raw'].shape == out['w'].shape == (2, 4)
 
 
-def test_minmax_normalize_single_frame():
+def test_normalize_frame_scores_single_frame():
     """B*T = 1: 'batch' (official) divides 0 by 0, 'video' maps to 0."""
     one = torch.tensor([[0.3]])
-    assert torch.isnan(minmax_normalize(one, 'batch')).all()
-    assert minmax_normalize(one, 'video').eq(0).all()
+    assert torch.isnan(normalize_frame_scores(one, 'batch')).all()
+    assert normalize_frame_scores(one, 'video').eq(0).all()
     with pytest.raises(ValueError, match='normalize'):
-        minmax_normalize(one, 'frame')
+        normalize_frame_scores(one, 'frame')
 
 
 @pytest.mark.parametrize('normalize', ['batch', 'video'])

@@ -1,9 +1,10 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Action recognition with STOP: video features vs class-name embeddings."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from mmaction.models.recognizers import Recognizer3D
+from mmaction.utils import OptSampleList
 
 from mmstop.registry import MODELS
 
@@ -16,6 +17,12 @@ class STOPRecognizer(Recognizer3D):
     video clips (``[N, C, T, H, W]``, MMAction2's ``NCTHW``) to features; the
     head (:class:`~mmstop.models.heads.TextClassifierHead`) scores them
     against the backbone's text embeddings of the class sentences.
+
+    The recognizer follows MMAction2's ``BaseRecognizer`` contract:
+    :meth:`extract_feat` returns the features and the keyword arguments of
+    the head, here with ``class_embeddings`` and ``logit_scale`` added, and
+    ``BaseRecognizer``'s ``loss``, ``predict`` and ``_forward`` pass them on
+    (a neck's ``loss_aux`` is merged into the losses as usual).
 
     The text prompts train, so the class embeddings are recomputed at every
     training step. Outside training they are computed once and cached; the
@@ -52,25 +59,39 @@ class STOPRecognizer(Recognizer3D):
             self._class_cache = embeddings.detach()
         return embeddings
 
-    def _head_kwargs(self) -> dict:
-        return dict(class_embeddings=self.class_embeddings(),
-                    logit_scale=self.backbone.logit_scale)
+    def extract_feat(self,
+                     inputs: torch.Tensor,
+                     stage: str = 'neck',
+                     data_samples: OptSampleList = None,
+                     test_mode: bool = False) -> Tuple[torch.Tensor, dict]:
+        """Features of ``stage`` and the keyword arguments of the head.
 
-    def loss(self, inputs: torch.Tensor, data_samples, **kwargs) -> dict:
-        feats, loss_kwargs = self.extract_feat(inputs, data_samples=data_samples)
-        loss_kwargs.pop('loss_aux', None)
-        return self.cls_head.loss(feats, data_samples, **loss_kwargs,
-                                  **self._head_kwargs())
+        ``Recognizer3D.extract_feat``, with ``class_embeddings``
+        (:meth:`class_embeddings`) and ``logit_scale`` (the backbone's) added
+        to the returned kwargs whenever the head may run (``stage`` ``'neck'``
+        or ``'head'``, or ``test_mode``); ``stage='head'`` returns the class
+        logits.
 
-    def predict(self, inputs: torch.Tensor, data_samples, **kwargs):
-        feats, predict_kwargs = self.extract_feat(inputs, test_mode=True)
-        return self.cls_head.predict(feats, data_samples, **predict_kwargs,
-                                     **self._head_kwargs())
+        Args:
+            inputs (torch.Tensor): Clips ``[N, num_views, C, T, H, W]``.
+            stage (str): ``'backbone'``, ``'neck'`` or ``'head'``. Defaults to
+                ``'neck'``.
+            data_samples (list[ActionDataSample], optional): Passed to the
+                neck in training. Defaults to None.
+            test_mode (bool): Whether in test mode. Defaults to False.
 
-    def _forward(self, inputs: torch.Tensor, stage: str = 'backbone',
-                 **kwargs):
-        """Backbone features, or class logits with ``stage='head'``."""
-        feats, _ = self.extract_feat(inputs, stage='backbone')
-        if stage == 'head':
-            return self.cls_head(feats, **self._head_kwargs())
-        return feats
+        Returns:
+            tuple: The features (or logits) and the kwargs of the head's
+            ``loss`` / ``predict``.
+        """
+        head = stage == 'head' and not test_mode
+        feats, kwargs = super().extract_feat(
+            inputs, stage='neck' if head else stage,
+            data_samples=data_samples, test_mode=test_mode)
+        if stage == 'backbone' and not test_mode:
+            return feats, kwargs
+        kwargs.update(class_embeddings=self.class_embeddings(),
+                      logit_scale=self.backbone.logit_scale)
+        if head and self.with_cls_head:
+            feats = self.cls_head(feats, **kwargs)
+        return feats, kwargs

@@ -11,9 +11,21 @@ NUM_FRAMES = 4
 CLASSES = ['moving up', 'moving down', 'growing']
 
 
-def tiny_recognizer(**head):
+class AuxLossNeck(torch.nn.Module):
+    """A neck that scales the features and, in training, returns a loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(2.))
+
+    def forward(self, x, data_samples=None):
+        return x * self.scale, dict(loss_neck=(self.scale - 1).abs())
+
+
+def tiny_recognizer(neck=None, **head):
     init_default_scope('mmaction')
     cfg = dict(
+        neck=neck,
         type='STOPRecognizer',
         backbone=dict(
             type='STOPCLIP',
@@ -119,3 +131,33 @@ def test_multi_view_prediction_averages_probabilities():
     for pred, exp in zip(preds, expected):
         torch.testing.assert_close(pred.pred_score, exp)
         assert pred.pred_label.item() == exp.argmax().item()
+
+
+def test_neck_output_and_aux_loss_reach_the_head():
+    """MMAction2's BaseRecognizer contract: the head scores the neck's
+    features and the neck's loss_aux is part of the losses."""
+    model = tiny_recognizer(neck=dict(type=AuxLossNeck))
+    model.train()
+    losses = model.loss(clips(2), samples(2))
+    assert losses['loss_neck'].item() == pytest.approx(1.0)
+    losses['loss_neck'].backward()
+    assert model.neck.scale.grad is not None
+    model.eval()
+    with torch.no_grad():
+        x = clips(2)
+        v = model.backbone(x[:, 0]) * 2.
+        s = model.backbone.encode_text(model.cls_head.class_token_ids)
+        cos = torch.nn.functional.normalize(v, dim=-1) @ \
+            torch.nn.functional.normalize(s, dim=-1).t()
+        torch.testing.assert_close(model._forward(x, stage='head'), 100 * cos)
+        pred = model.predict(x, samples(2))
+    torch.testing.assert_close(torch.stack([p.pred_score for p in pred]),
+                               (100 * cos).softmax(-1))
+
+
+def test_backbone_stage_does_not_encode_the_classes(monkeypatch):
+    model = tiny_recognizer()
+    model.train()
+    monkeypatch.setattr(model.backbone, 'encode_text', None)  # not called
+    feats = model._forward(clips(2), stage='backbone')
+    assert feats.shape == (2, 64)

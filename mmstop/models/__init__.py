@@ -1,10 +1,10 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 from . import (backbones, converters, heads, ops, prompts, recognizers,  # noqa: F401
                similarity)
-from .backbones import STOPCLIP
+from .backbones import STOPCLIP, VideoMamba
 from .heads import TextClassifierHead
 from .recognizers import STOPRecognizer
 from .similarity import STOPSimilarity
 
 __all__ = ['STOPCLIP', 'STOPRecognizer', 'TextClassifierHead',
-           'STOPSimilarity']
+           'STOPSimilarity', 'VideoMamba']

@@ -1,12 +1,16 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Classifier whose weights are text embeddings of the class names."""
+import logging
 from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from mmaction.models.heads import BaseHead
+from mmengine.logging import print_log
+from open_clip.tokenizer import SimpleTokenizer
 
 from mmstop.registry import MODELS
+from mmstop.utils.annotations import load_class_names
 
 
 @MODELS.register_module()
@@ -19,9 +23,13 @@ class TextClassifierHead(BaseHead):
     ``s_k``; the logits of a video feature ``v`` are ``cos(v, s_k) / tau``
     and the loss is the softmax cross-entropy over the classes.
 
-    The head holds the tokenised class sentences (``class_token_ids``); the
-    recognizer encodes them with the backbone and passes the embeddings to
-    :meth:`forward` (see :class:`mmstop.models.STOPRecognizer`).
+    The head holds the tokenised class sentences (``class_token_ids``: CLIP's
+    BPE by open_clip's tokenizer, ``[SOT, tokens, EOT]`` zero padded, the ids
+    the ``TokenizeText`` transform gives captions; a sentence longer than
+    ``context_length`` keeps its first ``context_length - 2`` tokens and is
+    logged as a warning); the recognizer encodes them with the backbone and
+    passes the embeddings to :meth:`forward` (see
+    :class:`mmstop.models.STOPRecognizer`).
 
     Args:
         class_names (str | Sequence[str]): A text file with one class name
@@ -70,19 +78,36 @@ class TextClassifierHead(BaseHead):
             **kwargs)
         if tau is not None and tau <= 0:
             raise ValueError(f'tau must be positive, got {tau}')
+        if int(context_length) < 2:
+            raise ValueError('context_length must be >= 2 (SOT and EOT), '
+                             f'got {context_length}')
         self.class_names = names
         self.template = template
         self.tau = tau
-        from mmstop.datasets.transforms import TokenizeText
-        ids = TokenizeText(context_length=context_length).encode(
-            [template.format(n) for n in names], context='class names')
+        ids = self._tokenize([template.format(n) for n in names],
+                             int(context_length))
         # not persistent: the class list comes from the config, not the weights
         self.register_buffer('class_token_ids', ids, persistent=False)
 
     @staticmethod
+    def _tokenize(sentences: List[str], context_length: int) -> torch.Tensor:
+        """CLIP token ids ``[len(sentences), context_length]``; warns about
+        the sentences that had to be truncated."""
+        tokenizer = SimpleTokenizer()
+        long = [s for s in sentences
+                if len(tokenizer.encode(s)) > context_length - 2]
+        if long:
+            print_log(
+                f'TextClassifierHead: {len(long)} class sentence(s) have more '
+                f'than {context_length - 2} BPE tokens (context_length='
+                f'{context_length}) and were truncated, e.g. {long[0]!r}',
+                logger='current',
+                level=logging.WARNING)
+        return tokenizer(sentences, context_length=context_length)
+
+    @staticmethod
     def _read_names(class_names) -> List[str]:
         if isinstance(class_names, str):
-            from mmstop.datasets.video_cls_dataset import load_class_names
             return load_class_names(class_names)
         names = [str(n) for n in class_names]
         if not names:

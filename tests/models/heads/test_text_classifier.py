@@ -1,6 +1,9 @@
 # Copyright (c) mmstop contributors. All rights reserved.
+import logging
+
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 from mmstop.models.heads import TextClassifierHead
 
@@ -37,3 +40,44 @@ def test_logits_and_errors(tmp_path):
         TextClassifierHead(class_names=['a', 'b'], num_classes=5)
     with pytest.raises(ValueError, match='template'):
         TextClassifierHead(class_names=['a'], template='no placeholder')
+
+
+def test_class_ids_are_those_of_the_caption_transform():
+    """Class sentences get the ids TokenizeText gives captions (open_clip's
+    BPE, truncated to [SOT, first L-2 tokens, EOT]); truncation is logged."""
+    from mmstop.datasets.transforms import TokenizeText
+    names = ['apply eye makeup',
+             'pretending to put something onto something else and then '
+             'taking it back off again slowly']
+    head = TextClassifierHead(class_names=names, context_length=12)
+    sentences = [f'a video of a person doing {n}' for n in names]
+    assert torch.equal(head.class_token_ids,
+                       TokenizeText(context_length=12).encode(sentences))
+    assert head.class_token_ids[1, -1] == 49407  # truncated, ends with EOT
+    with pytest.raises(ValueError, match='context_length must be >= 2'):
+        TextClassifierHead(class_names=names, context_length=1)
+
+
+class Recorder(logging.Handler):
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_truncated_class_sentences_are_logged():
+    logger = MMLogger.get_instance('mmstop_test_head', log_level='WARNING')
+    handler = Recorder()
+    messages = handler.messages
+    logger.addHandler(handler)
+    try:
+        TextClassifierHead(class_names=['a', 'b c d e f g h i'],
+                           context_length=10)
+    finally:
+        logger.removeHandler(handler)
+    assert any('1 class sentence(s) have more than 8 BPE tokens' in m and
+               "'a video of a person doing b c d e f g h i'" in m
+               for m in messages), messages

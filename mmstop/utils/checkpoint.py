@@ -663,6 +663,50 @@ def _own_tensors(module: nn.Module):
             yield name, buf
 
 
+def mismatch_error(title: str,
+                   missing: Sequence[str] = (),
+                   unexpected: Sequence[str] = (),
+                   mis_shaped: Sequence[Tuple[str, object, object]] = (),
+                   other: Sequence[str] = (),
+                   hint: str = 'allow_mismatch') -> CheckpointMismatchError:
+    """The error of a strict load, listing every key that differs.
+
+    Args:
+        title (str): First line (what was loaded into what).
+        missing (Sequence[str]): Keys of the model not in the checkpoint.
+            Defaults to ().
+        unexpected (Sequence[str]): Keys of the checkpoint not in the model.
+            Defaults to ().
+        mis_shaped (Sequence[tuple]): ``(key, checkpoint shape, model
+            shape)``. Defaults to ().
+        other (Sequence[str]): Further problems, one line each. Defaults to
+            ().
+        hint (str): The option that lists the keys allowed to differ.
+            Defaults to ``'allow_mismatch'``.
+
+    Returns:
+        CheckpointMismatchError: The error to raise.
+    """
+    lines = [title]
+    if missing:
+        lines.append(f'  {len(missing)} missing key(s) (in the model, not in '
+                     f'the checkpoint): {", ".join(missing)}')
+    if unexpected:
+        lines.append(f'  {len(unexpected)} unexpected key(s) (in the '
+                     f'checkpoint, not in the model): {", ".join(unexpected)}')
+    if mis_shaped:
+        lines.append(f'  {len(mis_shaped)} mis-shaped key(s): ' + '; '.join(
+            f'{k}: checkpoint {c}, model {m}' for k, c, m in mis_shaped))
+    lines += [f'  {e}' for e in other]
+    lines.append(
+        'Loading stops here instead of leaving these tensors at their '
+        'initial values: fix the config or the checkpoint, or list the '
+        f'keys you expect to differ in {hint} (regular '
+        r"expressions, e.g. [r'cls_head\.'] for a new classification "
+        'head).')
+    return CheckpointMismatchError('\n'.join(lines))
+
+
 def load_state_dict_checked(
         module: nn.Module,
         state_dict: Dict[str, torch.Tensor],
@@ -752,25 +796,9 @@ def load_state_dict_checked(
     bad_unexpected = [k for k in unexpected if not allowed(k)]
     bad_shape = [m for m in mismatched if not allowed(m[0])]
     if bad_missing or bad_unexpected or bad_shape or errors:
-        lines = [f'{source} does not match {type(module).__name__}:']
-        if bad_missing:
-            lines.append(f'  {len(bad_missing)} missing key(s) (in the model, '
-                         f'not in the checkpoint): {", ".join(bad_missing)}')
-        if bad_unexpected:
-            lines.append(f'  {len(bad_unexpected)} unexpected key(s) (in the '
-                         'checkpoint, not in the model): '
-                         f'{", ".join(bad_unexpected)}')
-        if bad_shape:
-            lines.append(f'  {len(bad_shape)} mis-shaped key(s): ' + '; '.join(
-                f'{k}: checkpoint {c}, model {m}' for k, c, m in bad_shape))
-        lines += [f'  {e}' for e in errors]
-        lines.append(
-            'Loading stops here instead of leaving these tensors at their '
-            'initial values: fix the config or the checkpoint, or list the '
-            f'keys you expect to differ in {hint} (regular '
-            r"expressions, e.g. [r'cls_head\.'] for a new classification "
-            'head).')
-        raise CheckpointMismatchError('\n'.join(lines))
+        raise mismatch_error(
+            f'{source} does not match {type(module).__name__}:',
+            bad_missing, bad_unexpected, bad_shape, errors, hint)
     result = dict(
         missing=missing,
         unexpected=unexpected,

@@ -38,7 +38,7 @@ from mmstop.models.converters.ssp_official import (MMSTOP_HEAD_PREFIX,
                                                    unwrap_official_ssp)
 from mmstop.models.prompts.ssp import StateSpacePrompting
 from mmstop.registry import MODELS
-from mmstop.utils.checkpoint import (CheckpointMismatchError, read_checkpoint,
+from mmstop.utils.checkpoint import (mismatch_error, read_checkpoint,
                                      split_pretrained_init_cfg)
 from .mamba_mixer import BiMambaMixer, MambaBlock, RMSNorm
 
@@ -559,14 +559,10 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
                 else:
                     for k in sorted(set(head_sd) | set(ours)):
                         name = MMSTOP_HEAD_PREFIX + k
-                        if allowed(name):
-                            continue
-                        shapes = [
-                            tuple(t.shape) if t is not None else 'absent'
-                            for t in (head_sd.get(k), ours.get(k))
-                        ]
-                        bad_head.append(f'{name}: checkpoint {shapes[0]}, '
-                                        f'model {shapes[1]}')
+                        if not allowed(name):
+                            bad_head.append((name, *(
+                                tuple(t.shape) if t is not None else 'absent'
+                                for t in (head_sd.get(k), ours.get(k)))))
                     if not bad_head:
                         print_log(
                             f'VideoMamba: classifier of {filename} skipped '
@@ -574,25 +570,11 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
                             'keeps its init', logger=logger, level=30)
                     skipped += ['head.' + k for k in head_sd]
         if unexpected or bad_missing or bad_head:
-            lines = [f'VideoMamba checkpoint {filename} does not match the '
-                     'model:']
-            if bad_missing:
-                lines.append(f'  {len(bad_missing)} missing key(s): '
-                             f'{", ".join(bad_missing)}')
-            if unexpected:
-                lines.append(f'  {len(unexpected)} unexpected key(s): '
-                             f'{", ".join(unexpected)}')
-            if bad_head:
-                lines.append(f'  mis-shaped classifier: '
-                             f'{"; ".join(bad_head)} (a different class '
-                             'count)')
-            lines.append(
-                'Loading stops here instead of leaving these tensors at their '
-                'initial values: fix the config or the checkpoint, or list the '
-                'keys you expect to differ in allow_mismatch (regular '
-                "expressions; for pretrained=..., use init_cfg=dict("
+            raise mismatch_error(
+                f'VideoMamba checkpoint {filename} does not match the model:',
+                bad_missing, unexpected, bad_head,
+                hint="allow_mismatch (for pretrained=..., use init_cfg=dict("
                 "type='Pretrained', checkpoint=..., allow_mismatch=[...]))")
-            raise CheckpointMismatchError('\n'.join(lines))
         tolerated = [k for k in skipped + missing if allowed(k)]
         if tolerated:
             print_log(

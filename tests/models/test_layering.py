@@ -56,3 +56,41 @@ def test_public_models_are_exported():
                  'STOPSimilarity', 'VideoMamba'):
         assert name in mmstop.models.__all__
         assert getattr(mmstop.models, name).__name__ == name
+
+
+def test_no_import_cycles_between_modules():
+    """No module imports (at any depth, function-level imports included)
+    a module that imports it back; package ``__init__`` files, which only
+    re-export, are left out. ``videomamba.py`` and its checkpoint module
+    used to import each other."""
+    def name(path):
+        return '.'.join(
+            osp.relpath(path, osp.dirname(PACKAGE))[:-3].split(osp.sep))
+
+    paths = [p for p in glob(osp.join(PACKAGE, '**', '*.py'), recursive=True)
+             if not p.endswith('__init__.py')]
+    modules = {name(p) for p in paths}
+    graph = {
+        name(p): {
+            target
+            for module, names in imports(p)
+            for target in [module] + [f'{module}.{n}' for n in names]
+            if target in modules and target != name(p)
+        }
+        for p in paths
+    }
+    state, cycles = {}, []
+
+    def visit(module, path):
+        state[module] = 'open'
+        for target in sorted(graph[module]):
+            if state.get(target) == 'open':
+                cycles.append(path[path.index(target):] + [module, target])
+            elif target not in state:
+                visit(target, path + [module])
+        state[module] = 'done'
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert not cycles

@@ -272,9 +272,17 @@ class _ArchiveUnpickler(pickle._Unpickler):
 
 
 def is_torchscript_archive(f) -> bool:
-    """Whether ``f`` (path or seekable binary file) is a TorchScript archive
-    (``torch.jit.save``; OpenAI's CLIP ``.pt`` files): a zip file with a
-    ``constants.pkl`` record, which ``torch.save`` files never have."""
+    """Whether ``f`` is a TorchScript archive (``torch.jit.save``; OpenAI's
+    CLIP ``.pt`` files): a zip file with a ``constants.pkl`` record, which
+    ``torch.save`` files never have.
+
+    Args:
+        f (str | file-like): Path or seekable binary file (its position is
+            kept).
+
+    Returns:
+        bool: True for a TorchScript archive.
+    """
     position = None if isinstance(f, str) else f.tell()
     try:
         if not zipfile.is_zipfile(f):

@@ -317,8 +317,8 @@ def test_torchscript_archive_reads_like_jit_load(tmp_path):
     torch.jit.save(traced.half(), str(half))
     state = safe_torch_load(str(half))
     assert state['block.0.weight'].dtype == torch.float16
-    assert torch.equal(state['block.0.weight'],
-                       torch.jit.load(str(half)).state_dict()['block.0.weight'])
+    ref = torch.jit.load(str(half)).state_dict()
+    assert torch.equal(state['block.0.weight'], ref['block.0.weight'])
 
 
 @pytest.mark.filterwarnings('ignore:`torch.jit.*` is deprecated:FutureWarning')

@@ -3,7 +3,8 @@
 
 Usage::
 
-    python tools/model_converters/stop_official_to_mmstop.py SRC DST [--prefix backbone.]
+    python tools/model_converters/stop_official_to_mmstop.py SRC DST \
+        [--prefix backbone.]
 
 ``SRC`` is a checkpoint of the official code (zhoujiahuan1991/CVPR2025-STOP,
 ``ckpt.pth.tar`` = ``{'state_dict': CLIP4Clip state dict, 'optimizer': ...}``,

@@ -310,7 +310,15 @@ class VideoMamba(BaseModule):
     def inflate_patch_kernel(weight_2d: Tensor, time_dim: int) -> Tensor:
         """(C, 3, kh, kw) image kernel -> (C, 3, time_dim, kh, kw) with the
         kernel at temporal index ``time_dim // 2`` and zeros elsewhere
-        ("center" inflation; ``unsqueeze(2)`` for ``time_dim = 1``)."""
+        ("center" inflation; ``unsqueeze(2)`` for ``time_dim = 1``).
+
+        Args:
+            weight_2d (Tensor): The image patch kernel.
+            time_dim (int): Temporal kernel size (``tubelet_size``).
+
+        Returns:
+            Tensor: The video patch kernel.
+        """
         out = weight_2d.new_zeros(weight_2d.shape[:2] + (time_dim, ) +
                                   weight_2d.shape[2:])
         out[:, :, time_dim // 2] = weight_2d
@@ -323,6 +331,16 @@ class VideoMamba(BaseModule):
 
         The CLS slot is kept; the g x g grid (row-major) is resized
         bicubically with ``align_corners=False``.
+
+        Args:
+            pos_embed (Tensor): (1, 1 + g*g, C) embedding.
+            grid_size (tuple[int, int]): Target patch grid (h, w).
+
+        Returns:
+            Tensor: (1, 1 + h*w, C) float32 embedding.
+
+        Raises:
+            ValueError: The embedding's grid is not square.
         """
         n = pos_embed.shape[1] - 1
         g = int(round(math.sqrt(n)))
@@ -339,7 +357,15 @@ class VideoMamba(BaseModule):
     @staticmethod
     def resize_temporal_pos_embed(temporal: Tensor, length: int) -> Tensor:
         """Resize a (1, T, C) temporal embedding to ``length`` (linear,
-        ``align_corners=False``; an identity when T == length)."""
+        ``align_corners=False``; an identity when T == length).
+
+        Args:
+            temporal (Tensor): (1, T, C) embedding.
+            length (int): Target number of temporal tokens.
+
+        Returns:
+            Tensor: (1, length, C) float32 embedding.
+        """
         x = temporal.float().permute(0, 2, 1)
         x = F.interpolate(x, size=(length, ), mode='linear',
                           align_corners=False)
@@ -486,8 +512,8 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
         try:
             checkpoint = read_checkpoint(filename, map_location=map_location)
         except FileNotFoundError:
-            raise FileNotFoundError(
-                f'VideoMamba checkpoint file not found: {filename!r}') from None
+            raise FileNotFoundError('VideoMamba checkpoint file not found: '
+                                    f'{filename!r}') from None
         sd = unwrap_official_ssp(checkpoint, source=filename)
         own = set(self.state_dict().keys())
         has_ssp = self.ssp is not None

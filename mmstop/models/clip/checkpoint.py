@@ -58,8 +58,8 @@ def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     except UnsafeCheckpointError:
         raise
     except Exception as e:  # corrupt or foreign file
-        raise ValueError(
-            f'cannot read CLIP checkpoint {path}: {type(e).__name__}: {e}') from e
+        raise ValueError(f'cannot read CLIP checkpoint {path}: '
+                         f'{type(e).__name__}: {e}') from e
     state = unwrap_state_dict(checkpoint, source=f'CLIP checkpoint {path}')
     return {
         key: value
@@ -91,15 +91,17 @@ def load_clip_state_dict(model: nn.Module, state: Dict[str, torch.Tensor],
     if missing or unexpected:
         raise KeyError(
             f'CLIP checkpoint {source} does not match the model architecture: '
-            f'missing keys {missing[:10]}{" ..." if len(missing) > 10 else ""}, '
+            f'missing keys {missing[:10]}'
+            f'{" ..." if len(missing) > 10 else ""}, '
             f'unexpected keys {unexpected[:10]}'
             f'{" ..." if len(unexpected) > 10 else ""}')
     for key, target in own.items():
         value = state[key]
         if tuple(value.shape) != tuple(target.shape):
             raise ValueError(
-                f'CLIP checkpoint {source}: shape mismatch for {key}: expected '
-                f'{tuple(target.shape)} (model arch), got {tuple(value.shape)}')
+                f'CLIP checkpoint {source}: shape mismatch for {key}: '
+                f'expected {tuple(target.shape)} (model arch), got '
+                f'{tuple(value.shape)}')
     with torch.no_grad():
         for key, target in own.items():
             target.copy_(state[key].to(target.dtype))

@@ -51,7 +51,15 @@ MMSTOP_HEAD_PREFIX = 'cls_head.fc_cls.'
 
 
 def classify_official_key(key: str) -> Optional[str]:
-    """``'backbone'``, ``'ssp'``, ``'head'`` or None for an official key."""
+    """What an official key belongs to.
+
+    Args:
+        key (str): Official name (wrapper prefixes removed).
+
+    Returns:
+        str | None: ``'backbone'``, ``'ssp'``, ``'head'``, or None for a key
+        of neither.
+    """
     if OFFICIAL_BACKBONE_KEY.match(key):
         return 'backbone'
     if OFFICIAL_SSP_KEY.match(key):
@@ -67,6 +75,14 @@ def unwrap_official_ssp(checkpoint,
     """The state dict of an official / published checkpoint: the
     :data:`SSP_WRAPPERS` entry (or the dict itself) with
     :data:`SSP_STRIP_PREFIXES` removed.
+
+    Args:
+        checkpoint (dict): What the file holds.
+        source (str): The file, for messages. Defaults to
+            ``'checkpoint'``.
+
+    Returns:
+        OrderedDict[str, Tensor]: The state dict.
 
     Raises:
         CheckpointError: Not a dict, or a value is not a tensor.

@@ -58,8 +58,9 @@ def test_openai_torchscript_archive_loads_with_quickgelu(tmp_path):
     model = stop(path)
     model.init_weights()
     assert_same_clip(model, half)
+    # the fp16 rounding came through
     assert not torch.equal(model.clip.visual.conv1.weight,
-                           src.visual.conv1.weight)  # the fp16 rounding came through
+                           src.visual.conv1.weight)
     acts = [m for m in model.clip.modules() if isinstance(m, QuickGELU)]
     assert len(acts) == 2 * 2  # every block of both 2-layer towers
 

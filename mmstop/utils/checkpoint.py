@@ -202,9 +202,7 @@ class _ArchiveObject:
     """A TorchScript object of an archive: its class name and its pickled
     state, with none of the archive's code run."""
     qualname = ''
-
-    def __init__(self) -> None:
-        self.state = None
+    state = None  # set by BUILD; NEWOBJ does not call __init__
 
 
 def _rebuild_archive_tensor(storage, storage_offset, size, stride, *unused):
@@ -305,7 +303,8 @@ def _declared_state(zf: zipfile.ZipFile, root: str,
     record = f"{root}code/{module.replace('.', '/')}.py"
     try:
         tree = ast.parse(zf.read(record).decode('utf-8'))
-    except (KeyError, SyntaxError, UnicodeDecodeError, ValueError):
+    except (KeyError, SyntaxError, UnicodeDecodeError, ValueError,
+            RecursionError):
         return None
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == name:
@@ -425,7 +424,8 @@ def read_torchscript_state_dict(
     except CheckpointError:
         raise
     except (pickle.UnpicklingError, zipfile.BadZipFile, KeyError, OSError,
-            EOFError, RuntimeError, TypeError, ValueError) as exc:
+            EOFError, RuntimeError, TypeError, ValueError,
+            AttributeError) as exc:
         raise CorruptCheckpointError(
             f'cannot read TorchScript archive {name}: '
             f'{type(exc).__name__}: {exc}') from exc

@@ -352,6 +352,25 @@ def test_torchscript_archive_with_foreign_global_refused(tmp_path):
     assert not marker.exists(), 'the pickled code ran'
 
 
+@pytest.mark.parametrize('data', [
+    b'\x80\x02c__torch__\nM\n)\x81.',  # a module object never BUILT
+    b'\x80\x02ccollections\nOrderedDict\n)R}b.',  # BUILD of a dict
+    b'\x80\x02K\x01.',  # not a module
+    b'\x80\x02c__torch__\nM\n)\x81}X\x01\x00\x00\x00w(X\x07\x00\x00\x00'
+    b'storageq\x00tQsb.',  # a malformed storage record
+    b'\x80\x02c__torch__\nM',  # truncated
+])
+def test_torchscript_archive_malformed_pickles(tmp_path, data):
+    """Malformed archives are CorruptCheckpointError naming the file."""
+    import zipfile
+    path = tmp_path / 'bad_archive.pt'
+    with zipfile.ZipFile(path, 'w') as zf:
+        zf.writestr('bad/data.pkl', data)
+        zf.writestr('bad/constants.pkl', b'\x80\x02).')
+    with pytest.raises(CorruptCheckpointError, match='bad_archive.pt'):
+        safe_torch_load(str(path))
+
+
 @pytest.mark.parametrize('wrapped, kwargs, expected', [
     ({'w': 1}, {}, {'w': 1}),
     ({'state_dict': {'module.w': 1}, 'meta': {}}, {}, {'w': 1}),

@@ -23,6 +23,10 @@ def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
                       **defaults) -> Optional[nn.Module]:
     """Build the registered class that implements ``cfg['mode']``.
 
+    Options both modes take go to the chosen mode; an option of another mode
+    only raises a ``TypeError`` naming that mode (mmstop's configs leave such
+    options at their defaults, so ``mode=...`` alone switches modes).
+
     Args:
         kind (str): Name of the config field, used in error messages.
         cfg (dict, optional): ``dict(mode=..., **options)``, or

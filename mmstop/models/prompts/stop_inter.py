@@ -475,21 +475,18 @@ class DynamicInterFramePrompt(BaseInterFramePrompt):
 
 def build_inter_frame_prompt(cfg: Optional[dict],
                              **defaults) -> Optional[BaseInterFramePrompt]:
-    """Build the inter prompt from ``dict(mode=..., **options)``.
+    """Build the inter-frame prompt of a config (``None``: no inter prompt).
 
-    ``mode='official'`` builds :class:`AttentiveInterFramePrompt`, ``'paper'``
-    builds :class:`DynamicInterFramePrompt`; ``dict(type=..., **options)`` builds
-    any registered :class:`~.base.BaseInterFramePrompt`; ``None`` disables the
-    mechanism.
-    ``defaults`` (sizes known to the backbone) fill the options the config
-    does not set. Options both modes take go to the chosen mode; an option of
-    the other mode only (e.g. ``normalize``) raises a ``TypeError`` naming its
-    mode; mmstop's configs leave those at their defaults, so ``mode=...``
-    alone switches them.
+    ``mode='official'``: :class:`AttentiveInterFramePrompt`; ``'paper'``:
+    :class:`DynamicInterFramePrompt`; ``type=...``: any registered
+    :class:`~.base.BaseInterFramePrompt`. Option rules:
+    :func:`~.builder.build_mode_module`.
 
     Args:
-        cfg (dict, optional): The config.
-        **defaults: Sizes known to the backbone.
+        cfg (dict, optional): ``dict(mode=..., **options)`` or
+            ``dict(type=..., **options)``.
+        **defaults: Sizes known to the backbone, for the options the config
+            does not set.
 
     Returns:
         BaseInterFramePrompt | None: The module.

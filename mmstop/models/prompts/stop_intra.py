@@ -598,21 +598,18 @@ class TokenIntraFramePrompt(BaseIntraFramePrompt):
 
 def build_intra_frame_prompt(cfg: Optional[dict],
                              **defaults) -> Optional[BaseIntraFramePrompt]:
-    """Build the intra prompt from ``dict(mode=..., **options)``.
+    """Build the intra-frame prompt of a config (``None``: no intra prompt).
 
-    ``mode='official'`` builds :class:`PixelIntraFramePrompt`, ``'paper'``
-    builds :class:`TokenIntraFramePrompt`; ``dict(type=..., **options)`` builds
-    any registered :class:`~.base.BaseIntraFramePrompt`; ``None`` disables the
-    mechanism.
-    ``defaults`` (sizes known to the backbone) fill the options the config
-    does not set. Options both modes take go to the chosen mode; an option of
-    the other mode only (e.g. ``mask_pooling``) raises a ``TypeError`` naming its
-    mode; mmstop's configs leave those at their defaults, so ``mode=...``
-    alone switches them.
+    ``mode='official'``: :class:`PixelIntraFramePrompt`; ``'paper'``:
+    :class:`TokenIntraFramePrompt`; ``type=...``: any registered
+    :class:`~.base.BaseIntraFramePrompt`. Option rules:
+    :func:`~.builder.build_mode_module`.
 
     Args:
-        cfg (dict, optional): The config.
-        **defaults: Sizes known to the backbone.
+        cfg (dict, optional): ``dict(mode=..., **options)`` or
+            ``dict(type=..., **options)``.
+        **defaults: Sizes known to the backbone, for the options the config
+            does not set.
 
     Returns:
         BaseIntraFramePrompt | None: The module.

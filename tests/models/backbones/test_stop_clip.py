@@ -358,6 +358,8 @@ def test_official_inter_prompt_rejects_a_single_frame_batch():
                      inter_prompt=dict(mode_cfg('inter', 'official'),
                                        normalize='video'))
     assert torch.isfinite(fixed.encode_video(one)).all()
+    assert model.batch_dependent and not fixed.batch_dependent
+    assert not build(None, None).batch_dependent
     assert torch.isfinite(model.encode_video(torch.randn(2, 1, 3, 32,
                                                          32))).all()
 

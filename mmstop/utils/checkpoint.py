@@ -294,33 +294,49 @@ def is_torchscript_archive(f) -> bool:
             f.seek(position)
 
 
-def _declared_state(zf: zipfile.ZipFile, root: str,
-                    qualname: str) -> Optional[set]:
-    """Names in ``__parameters__`` + ``__buffers__`` of a module class, read
-    from the archive's code with :mod:`ast` (parsed, never run), or None if
-    the archive has no definition of the class."""
-    module, _, name = qualname.rpartition('.')
-    record = f"{root}code/{module.replace('.', '/')}.py"
-    try:
-        tree = ast.parse(zf.read(record).decode('utf-8'))
-    except (KeyError, SyntaxError, UnicodeDecodeError, ValueError,
-            RecursionError):
+class _ArchiveCode:
+    """The module classes' ``__parameters__`` + ``__buffers__`` names, read
+    from an archive's code with :mod:`ast` (parsed, never run); one parse
+    per code file."""
+
+    def __init__(self, zf: zipfile.ZipFile, root: str) -> None:
+        self._zf, self._root = zf, root
+        self._trees: Dict[str, Optional[ast.Module]] = {}
+
+    def _tree(self, module: str) -> Optional[ast.Module]:
+        if module not in self._trees:
+            record = f"{self._root}code/{module.replace('.', '/')}.py"
+            try:
+                self._trees[module] = ast.parse(
+                    self._zf.read(record).decode('utf-8'))
+            except (KeyError, SyntaxError, UnicodeDecodeError, ValueError,
+                    RecursionError):
+                self._trees[module] = None
+        return self._trees[module]
+
+    def declared(self, qualname: str) -> Optional[set]:
+        """The state names of class ``qualname``, or None if the archive
+        has no definition of it."""
+        module, _, name = qualname.rpartition('.')
+        tree = self._tree(module)
+        for node in tree.body if tree is not None else ():
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                names = set()
+                for stmt in node.body:
+                    if (isinstance(stmt, ast.Assign)
+                            and len(stmt.targets) == 1
+                            and isinstance(stmt.targets[0], ast.Name)
+                            and stmt.targets[0].id in ('__parameters__',
+                                                       '__buffers__')):
+                        names.update(ast.literal_eval(stmt.value))
+                return names
         return None
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            names = set()
-            for stmt in node.body:
-                if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                        and isinstance(stmt.targets[0], ast.Name)
-                        and stmt.targets[0].id in ('__parameters__',
-                                                   '__buffers__')):
-                    names.update(ast.literal_eval(stmt.value))
-            return names
-    return None
 
 
-#: Deepest module nesting read from an archive (guards against cycles).
+#: Deepest module nesting and most module objects read from an archive
+#: (guards against cyclic or exponentially shared object graphs).
 _MAX_ARCHIVE_DEPTH = 64
+_MAX_ARCHIVE_MODULES = 100000
 
 
 def read_torchscript_state_dict(
@@ -362,7 +378,7 @@ def read_torchscript_state_dict(
         with zipfile.ZipFile(f) as zf:
             names = zf.namelist()
             roots = [n[:-len('data.pkl')] for n in names
-                     if n.endswith('data.pkl') and n.count('/') == 1]
+                     if n.endswith('/data.pkl') and n.count('/') == 1]
             if len(roots) != 1:
                 raise CorruptCheckpointError(
                     f'cannot read TorchScript archive {name}: expected one '
@@ -391,20 +407,24 @@ def read_torchscript_state_dict(
                 raise CorruptCheckpointError(
                     f'TorchScript archive {name} does not hold a module '
                     f'(found {type(top).__name__})')
+            code = _ArchiveCode(zf, root)
             out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
-            stack = [(top, '', 0)]
+            stack, visited = [(top, '', 0)], 0
             while stack:
                 obj, prefix, depth = stack.pop()
-                if depth > _MAX_ARCHIVE_DEPTH:
+                visited += 1
+                if (depth > _MAX_ARCHIVE_DEPTH
+                        or visited > _MAX_ARCHIVE_MODULES):
                     raise CorruptCheckpointError(
                         f'cannot read TorchScript archive {name}: modules '
-                        f'nested deeper than {_MAX_ARCHIVE_DEPTH}')
+                        f'nested deeper than {_MAX_ARCHIVE_DEPTH} or more '
+                        f'than {_MAX_ARCHIVE_MODULES}')
                 if not isinstance(obj.state, dict):
                     raise CorruptCheckpointError(
                         f'cannot read TorchScript archive {name}: '
                         f'{obj.qualname} has a custom __getstate__ (its '
                         'state is not a dict of attributes)')
-                declared = _declared_state(zf, root, obj.qualname)
+                declared = code.declared(obj.qualname)
                 children = []
                 for attr, value in obj.state.items():
                     if isinstance(value, _ArchiveObject):

@@ -371,6 +371,40 @@ def test_torchscript_archive_malformed_pickles(tmp_path, data):
         safe_torch_load(str(path))
 
 
+@pytest.mark.parametrize('graph', ['cycle', 'shared'])
+def test_torchscript_archive_object_graphs_end(tmp_path, monkeypatch, graph):
+    """A module that contains itself, or 40 levels of modules each holding
+    the next one twice (2**40 paths), is refused instead of hanging."""
+    import pickle
+    import sys
+    import types
+    import zipfile
+    fake = types.ModuleType('__torch__')
+    monkeypatch.setitem(sys.modules, '__torch__', fake)
+
+    class M:
+
+        def __init__(self):
+            self.training = False
+
+    M.__module__, M.__qualname__ = '__torch__', 'M'
+    fake.M = M
+    top = M()
+    if graph == 'cycle':
+        top.child = top
+    else:
+        node = top
+        for _ in range(40):
+            node.left = node.right = M()
+            node = node.left
+    path = tmp_path / 'graph.pt'
+    with zipfile.ZipFile(path, 'w') as zf:
+        zf.writestr('g/data.pkl', pickle.dumps(top, protocol=2))
+        zf.writestr('g/constants.pkl', pickle.dumps((), protocol=2))
+    with pytest.raises(CorruptCheckpointError, match='graph.pt.*nested'):
+        safe_torch_load(str(path))
+
+
 @pytest.mark.parametrize('wrapped, kwargs, expected', [
     ({'w': 1}, {}, {'w': 1}),
     ({'state_dict': {'module.w': 1}, 'meta': {}}, {}, {'w': 1}),

@@ -32,6 +32,15 @@ situation it names:
   ``device_ids=[LOCAL_RANK]``; both fail without CUDA. On machines without
   CUDA the process group is initialised with ``gloo`` and ``device_ids`` is
   dropped for CPU modules. GPU runs are untouched.
+* **FLOP counting.** MMEngine's ``FlopAnalyzer`` (MMAction2's
+  ``tools/analysis_tools/get_flops.py``) has no handle for the selective
+  scan of VideoMamba (traced as the single operator
+  ``mmstop::selective_scan``) or for
+  ``aten::scaled_dot_product_attention`` (the attention of
+  ``nn.MultiheadAttention``), so it skipped their multiply-adds with a
+  warning. Handles for both are added to its defaults
+  (:func:`mmstop.utils.flops.register_flop_handles`); operators MMEngine
+  already counts are unchanged.
 """
 import importlib.util
 import os
@@ -134,6 +143,12 @@ def _patch_head_float_scores() -> None:
     BaseHead.loss_by_feat = loss_by_feat
 
 
+def _patch_flop_handles() -> None:
+    """Count the selective scan and SDPA in MMEngine's FLOP analysis."""
+    from mmstop.utils.flops import register_flop_handles
+    register_flop_handles()
+
+
 def apply_patches() -> None:
     """Apply every stack work-around once (idempotent)."""
     global _APPLIED
@@ -143,4 +158,5 @@ def apply_patches() -> None:
     _patch_checkpoint_loader()
     _patch_cpu_distributed()
     _patch_head_float_scores()
+    _patch_flop_handles()
     _APPLIED = True

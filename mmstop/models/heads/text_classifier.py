@@ -1,5 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 """Classifier whose weights are text embeddings of the class names."""
+import contextlib
 import logging
 from typing import List, Optional, Sequence, Union
 
@@ -146,7 +147,12 @@ class TextClassifierHead(BaseHead):
         # fp32 even under autocast: the logits are cosines times 1/tau
         # (100 for CLIP), where bf16 would resolve steps of 0.5
         dtype = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(x.device.type, enabled=False):
+        # (devices without autocast, e.g. 'meta' for counting MACs, have
+        # nothing to switch off)
+        no_autocast = torch.autocast(x.device.type, enabled=False) \
+            if torch.amp.is_autocast_available(x.device.type) \
+            else contextlib.nullcontext()
+        with no_autocast:
             v = F.normalize(x.to(dtype), dim=-1)
             s = F.normalize(class_embeddings.to(dtype), dim=-1)
             return scale * v @ s.t()

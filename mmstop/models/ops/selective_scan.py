@@ -38,6 +38,8 @@ from mmengine.logging import print_log
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..utils.recording import operators_recorded
+
 IMPLS = ('auto', 'reference', 'fast', 'triton', 'mamba_ssm')
 #: environment variable that replaces ``impl='auto'`` by a fixed choice
 IMPL_ENV = 'MMSTOP_SCAN_IMPL'
@@ -678,6 +680,21 @@ def selective_scan(u: Tensor,
         Tensor | tuple[Tensor, Tensor]: ``out`` [batch, channels, length], and
         ``last_state`` when ``return_last_state``.
     """
+    if (operators_recorded()
+            or u.device.type == 'meta') and not return_last_state:
+        # one operator for FLOP counters (see _traced_selective_scan)
+        _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+        return torch.ops.mmstop.selective_scan(u, delta, A, B, C, D, z,
+                                               delta_bias, delta_softplus,
+                                               impl)
+    return _dispatch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                     return_last_state, impl)
+
+
+def _dispatch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+              return_last_state, impl):
+    """Run the implementation ``impl`` resolves to (see
+    :func:`selective_scan`)."""
     impl = resolve_impl(impl, u.device)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus,
             return_last_state)
@@ -690,3 +707,30 @@ def selective_scan(u: Tensor,
         from .selective_scan_triton import selective_scan_triton
         return selective_scan_triton(*args)
     return _mamba_ssm_scan_fn()(*args)
+
+
+@torch.library.custom_op('mmstop::selective_scan', mutates_args=())
+def _traced_selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
+                           C: Tensor, D: Optional[Tensor],
+                           z: Optional[Tensor], delta_bias: Optional[Tensor],
+                           delta_softplus: bool, impl: str) -> Tensor:
+    """:func:`selective_scan` as the operator ``mmstop::selective_scan``.
+
+    :func:`selective_scan` calls it while the operators are recorded
+    (:func:`~mmstop.models.utils.operators_recorded`: FLOP counters such as
+    MMEngine's ``get_model_complexity_info``, MMAction2's ``get_flops.py``
+    and :class:`mmstop.utils.flops.MACCounter`) and on the ``meta`` device:
+    a trace then holds one ``mmstop::selective_scan`` node with the shapes
+    of its inputs, which :mod:`mmstop.utils.flops` counts, instead of the
+    hundreds of steps of the implementation (which FLOP counters cannot
+    count or reject). It has no autograd formula: recorded models only run
+    forward. On the ``meta`` device it only computes the output shape.
+    """
+    return _dispatch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                     False, impl)
+
+
+@_traced_selective_scan.register_fake
+def _traced_selective_scan_fake(u, delta, A, B, C, D, z, delta_bias,
+                                delta_softplus, impl):
+    return torch.empty_like(u, memory_format=torch.contiguous_format)

@@ -257,8 +257,11 @@ def top_k_exact_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     if not 0 <= k <= n:
         raise ValueError(f'num_regions must be in [0, {n}], got {k}')
     order = torch.sort(scores, dim=-1, descending=True, stable=True)[1]
+    index = order[..., :k]
     mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-    return mask.scatter(-1, order[..., :k], True)
+    # a tensor source, not the Python scalar True: torch.jit.trace (FLOP
+    # counters) has no schema for scatter with a bool scalar
+    return mask.scatter(-1, index, torch.ones_like(index, dtype=torch.bool))
 
 
 def cls_attention_map(tokens: torch.Tensor, norm: nn.Module,

@@ -51,11 +51,18 @@ class STOPRecognizer(Recognizer3D):
         return self
 
     def class_embeddings(self) -> torch.Tensor:
-        """Text embeddings ``[num_classes, D]`` of the class sentences."""
+        """Text embeddings ``[num_classes, D]`` of the class sentences.
+
+        Outside training the result is cached. While the model is traced
+        (``torch.jit.trace``, e.g. by FLOP counters) the cache is read but
+        never written: a tensor computed inside one trace and kept for the
+        next call would not belong to that call's trace (MMAction2's
+        ``get_flops.py`` traces the model twice).
+        """
         if not self.training and self._class_cache is not None:
             return self._class_cache
         embeddings = self.backbone.encode_text(self.cls_head.class_token_ids)
-        if not self.training:
+        if not self.training and not torch.jit.is_tracing():
             self._class_cache = embeddings.detach()
         return embeddings
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .recording import operators_recorded
+
 
 def _fast_fft_length(n: int) -> int:
     """Smallest 5-smooth integer >= n (FFT sizes that pocketfft handles fast)."""
@@ -54,7 +56,7 @@ def uses_fft(x: torch.Tensor, weight: torch.Tensor) -> bool:
     Returns:
         bool: True for the FFT path, False for ``F.conv3d``.
     """
-    if x.device.type != 'cpu':
+    if x.device.type != 'cpu' or operators_recorded():
         return False
     needs_backward = torch.is_grad_enabled() and (x.requires_grad
                                                   or weight.requires_grad)
@@ -91,7 +93,9 @@ def conv3d_same(x: torch.Tensor,
     official float32 outputs within the golden data's tolerances
     (tests/models/test_stop_parity.py).
 
-    On other devices ``F.conv3d`` is always used.
+    On other devices, and while the operators are recorded (a FLOP counter
+    traces the model or watches its operators:
+    :func:`~.recording.operators_recorded`), ``F.conv3d`` is always used.
 
     Args:
         x (torch.Tensor): Input of shape ``[B, C_in, T, H, W]``.

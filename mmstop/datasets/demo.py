@@ -135,7 +135,18 @@ def _captions(motion: str, shape: str, colour: str, fast: bool,
     return [candidates[i] for i in sorted(order)]
 
 
-def _write_video(path: str, frames: List[np.ndarray], fps: float) -> None:
+def write_video(path: str, frames: List[np.ndarray], fps: float) -> None:
+    """Write BGR ``uint8`` frames ``[H, W, 3]`` to an mp4 file (OpenCV,
+    codec ``mp4v``, which decord reads).
+
+    Args:
+        path (str): Output file.
+        frames (list[np.ndarray]): The frames, all of one size.
+        fps (float): Frame rate.
+
+    Raises:
+        RuntimeError: OpenCV cannot open a writer (a build without FFmpeg).
+    """
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
                              (width, height))
@@ -262,7 +273,7 @@ def generate_demo_dataset(root: str,
                                             rng, num_frames, width, height,
                                             noise)
                 name = f'{split}_{index:04d}.mp4'
-                _write_video(osp.join(video_dir, name), frames, fps)
+                write_video(osp.join(video_dir, name), frames, fps)
                 if not checked:
                     _check_decodable(osp.join(video_dir, name), num_frames)
                     checked = True

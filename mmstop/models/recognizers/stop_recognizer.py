@@ -50,6 +50,14 @@ class STOPRecognizer(Recognizer3D):
             self._class_cache = None
         return self
 
+    @property
+    def text_head(self) -> bool:
+        """Whether the head classifies by class sentences (has
+        ``class_token_ids``). MMAction2's ``clip_feature_extraction.py``
+        replaces it by a ``FeatureHead``, which takes the video features
+        alone: then no class embeddings are computed."""
+        return hasattr(self.cls_head, 'class_token_ids')
+
     def class_embeddings(self) -> torch.Tensor:
         """Text embeddings ``[num_classes, D]`` of the class sentences.
 
@@ -76,8 +84,8 @@ class STOPRecognizer(Recognizer3D):
         ``Recognizer3D.extract_feat``, with ``class_embeddings``
         (:meth:`class_embeddings`) and ``logit_scale`` (the backbone's) added
         to the returned kwargs whenever the head may run (``stage`` ``'neck'``
-        or ``'head'``, or ``test_mode``); ``stage='head'`` returns the class
-        logits.
+        or ``'head'``, or ``test_mode``) and classifies by class sentences
+        (:attr:`text_head`); ``stage='head'`` returns the class logits.
 
         Args:
             inputs (torch.Tensor): Clips ``[N, num_views, C, T, H, W]``.
@@ -97,8 +105,9 @@ class STOPRecognizer(Recognizer3D):
             data_samples=data_samples, test_mode=test_mode)
         if stage == 'backbone' and not test_mode:
             return feats, kwargs
-        kwargs.update(class_embeddings=self.class_embeddings(),
-                      logit_scale=self.backbone.logit_scale)
+        if self.text_head:
+            kwargs.update(class_embeddings=self.class_embeddings(),
+                          logit_scale=self.backbone.logit_scale)
         if head and self.with_cls_head:
             feats = self.cls_head(feats, **kwargs)
         return feats, kwargs

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
+from mmengine.structures import InstanceData
 
 from mmstop.registry import MODELS
 from .gather import GATHER_GRADS, gather_features
@@ -121,6 +122,7 @@ class STOPSimilarity(BaseModel):
         self.gather_grad = gather_grad
         self.backbone = MODELS.build(backbone)
         self._eval_logged = False
+        self._multi_caption_logged = False
 
     # ------------------------------------------------------------------
     @property
@@ -131,8 +133,8 @@ class STOPSimilarity(BaseModel):
 
     def train(self, mode: bool = True) -> 'STOPSimilarity':
         super().train(mode)
-        if mode:
-            self._eval_logged = False  # log again at the next evaluation
+        if mode:  # log again at the next evaluation
+            self._eval_logged = self._multi_caption_logged = False
         return self
 
     @staticmethod
@@ -253,7 +255,14 @@ class STOPSimilarity(BaseModel):
         """Features for the retrieval metric.
 
         Sets ``video_feature`` ``[D]`` and ``text_feature`` ``[n_i, D]``
-        (rows in ``text_ids`` order; not normalised) on every data sample.
+        (rows in ``text_ids`` order; not normalised) on every data sample,
+        which :class:`~mmstop.evaluation.VideoTextRetrievalMetric` reads.
+        A sample with one caption also gets ``features``, an
+        ``InstanceData(video_feature=[D], text_feature=[D])``: the field
+        MMAction2's ``RetrievalMetric`` reads (as MMAction2's
+        ``CLIPSimilarity`` writes it). That metric takes one caption per
+        video, so samples with several captions do not get it (logged once
+        per evaluation).
 
         Returns:
             list: The data samples.
@@ -263,8 +272,19 @@ class STOPSimilarity(BaseModel):
         # clones: a view would carry (and pickle, e.g. with --dump) the
         # storage of the whole batch
         for ds, vf, tf in zip(data_samples, video, text.split(counts)):
-            ds.set_field(vf.clone(), 'video_feature')
-            ds.set_field(tf.clone(), 'text_feature')
+            vf, tf = vf.clone(), tf.clone()
+            ds.set_field(vf, 'video_feature')
+            ds.set_field(tf, 'text_feature')
+            if tf.shape[0] == 1:
+                ds.features = InstanceData(video_feature=vf,
+                                           text_feature=tf[0])
+        if any(c > 1 for c in counts) and not self._multi_caption_logged:
+            self._multi_caption_logged = True
+            print_log(
+                'STOPSimilarity: samples with several captions have no '
+                '"features" field (MMAction2\'s RetrievalMetric takes one '
+                'caption per video); VideoTextRetrievalMetric reads '
+                'video_feature / text_feature', logger='current')
         return data_samples
 
     def _forward(self, inputs: torch.Tensor,

@@ -82,11 +82,32 @@ class TextClassifierHead(BaseHead):
         if int(context_length) < 2:
             raise ValueError('context_length must be >= 2 (SOT and EOT), '
                              f'got {context_length}')
-        self.class_names = names
         self.template = template
+        self.context_length = int(context_length)
         self.tau = tau
-        ids = self._tokenize([template.format(n) for n in names],
-                             int(context_length))
+        self.set_class_names(names)
+
+    def set_class_names(self, class_names: Union[str, Sequence[str]]
+                        ) -> None:
+        """Classify into these classes from now on (open vocabulary).
+
+        The sentences are tokenised again; ``num_classes`` follows. A
+        :class:`~mmstop.models.STOPRecognizer` recomputes its cached class
+        embeddings at its next forward (the cache belongs to the
+        ``class_token_ids`` tensor this replaces).
+
+        Args:
+            class_names (str | Sequence[str]): A text file with one class
+                name per line or the names themselves.
+        """
+        names = self._read_names(class_names)
+        ids = self._tokenize([self.template.format(n) for n in names],
+                             self.context_length)
+        old = getattr(self, 'class_token_ids', None)
+        if old is not None:
+            ids = ids.to(old.device)
+        self.class_names = names
+        self.num_classes = len(names)
         # not persistent: the class list comes from the config, not the weights
         self.register_buffer('class_token_ids', ids, persistent=False)
 

@@ -27,7 +27,10 @@ class STOPRecognizer(Recognizer3D):
     The text prompts train, so the class embeddings are recomputed at every
     training step. Outside training they are computed once and cached; the
     cache is dropped when the model goes back to train mode or loads a state
-    dict.
+    dict, and it is only used for the ``class_token_ids`` tensor it was
+    computed from: new class names
+    (:meth:`~mmstop.models.TextClassifierHead.set_class_names`) or a move to
+    another device are recomputed.
 
     Args:
         backbone (dict): STOP backbone config.
@@ -38,7 +41,8 @@ class STOPRecognizer(Recognizer3D):
 
     def __init__(self, backbone: dict, cls_head: dict, **kwargs) -> None:
         super().__init__(backbone=backbone, cls_head=cls_head, **kwargs)
-        self._class_cache: Optional[torch.Tensor] = None
+        # (class_token_ids it was computed from, embeddings)
+        self._class_cache: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._register_load_state_dict_pre_hook(self._drop_cache_hook)
 
     def _drop_cache_hook(self, *args, **kwargs) -> None:
@@ -67,11 +71,13 @@ class STOPRecognizer(Recognizer3D):
         next call would not belong to that call's trace (MMAction2's
         ``get_flops.py`` traces the model twice).
         """
-        if not self.training and self._class_cache is not None:
-            return self._class_cache
-        embeddings = self.backbone.encode_text(self.cls_head.class_token_ids)
+        ids = self.cls_head.class_token_ids
+        if not self.training and self._class_cache is not None and \
+                self._class_cache[0] is ids:
+            return self._class_cache[1]
+        embeddings = self.backbone.encode_text(ids)
         if not self.training and not torch.jit.is_tracing():
-            self._class_cache = embeddings.detach()
+            self._class_cache = (ids, embeddings.detach())
         return embeddings
 
     def extract_feat(self,

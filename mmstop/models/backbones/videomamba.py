@@ -636,15 +636,30 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
         return torch.cat([cls.to(x.dtype), x.flatten(1, 2)], dim=1)
 
-    def _apply_ssp(self, hidden: Tensor, layer_idx: int) -> Tensor:
+    def _apply_ssp(self, hidden: Tensor, layer_idx: int,
+                   intermediates: Optional[dict] = None) -> Tensor:
         b, _, c = hidden.shape
         tokens = hidden[:, 1:].reshape(b, self.num_temporal_tokens, -1, c)
-        tokens = self.ssp(tokens, layer_idx)
+        if intermediates is None:
+            tokens = self.ssp(tokens, layer_idx)
+        else:
+            tokens, out = self.ssp(tokens, layer_idx,
+                                   return_intermediates=True)
+            for key, value in out.items():
+                intermediates.setdefault(key, []).append(value)
         return torch.cat([hidden[:, :1].to(tokens.dtype),
                           tokens.flatten(1, 2)], dim=1)
 
-    def forward_blocks(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward_blocks(self, x: Tensor,
+                       intermediates: Optional[dict] = None
+                       ) -> Tuple[Tensor, Tensor]:
         """Run the blocks (with the SSP updates) on the token sequence.
+
+        Args:
+            x (Tensor): The token sequence [B, L, C].
+            intermediates (dict, optional): Where the SSP intermediates of
+                every block are appended (lists under the keys of
+                :meth:`StateSpacePrompting.forward`). Defaults to None.
 
         Returns:
             tuple[Tensor, Tensor]: The last block's mixer output and residual,
@@ -654,7 +669,7 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
         use_cp = self.with_cp and self.training and torch.is_grad_enabled()
         for idx, layer in enumerate(self.layers):
             if self.ssp is not None:
-                hidden = self._apply_ssp(hidden, idx)
+                hidden = self._apply_ssp(hidden, idx, intermediates)
             if use_cp:
                 hidden, residual = cp.checkpoint(
                     layer, hidden, residual, use_reentrant=False)
@@ -662,13 +677,36 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
                 hidden, residual = layer(hidden, residual)
         return hidden, residual
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Video [B, in_channels, T, H, W] -> normed CLS feature [B, C]."""
-        hidden, residual = self.forward_blocks(self.forward_embed(x))
+    def forward(self, x: Tensor, return_intermediates: bool = False):
+        """Video [B, in_channels, T, H, W] -> normed CLS feature [B, C].
+
+        Args:
+            x (Tensor): The video.
+            return_intermediates (bool): Also return a dict of what SSP
+                computed, stacked over the blocks: ``ssp_gathering``
+                ``[depth, B, T', N]`` (how much each patch adds to its
+                frame's vector in Intra-Frame Gathering, see
+                :meth:`StateSpacePrompting.forward`) and
+                ``ssp_frame_weights`` ``[depth - 1, B, T']`` (the
+                entropy-based frame importance of Inter-Frame Spreading,
+                blocks 1 ...). Empty without SSP. Defaults to False.
+
+        Returns:
+            Tensor | tuple: The feature (and the intermediates).
+        """
+        intermediates = {} if return_intermediates else None
+        hidden, residual = self.forward_blocks(self.forward_embed(x),
+                                               intermediates)
         # Only the CLS position is read out; DropPath masks are per sample,
         # so slicing first is the same computation.
         cls = residual[:, :1] + self.drop_path(hidden[:, :1])
-        return self.norm_f(cls, out_dtype=hidden.dtype)[:, 0]
+        feature = self.norm_f(cls, out_dtype=hidden.dtype)[:, 0]
+        if not return_intermediates:
+            return feature
+        return feature, {
+            f'ssp_{key}': torch.stack(values)
+            for key, values in intermediates.items()
+        }
 
 
 def load_videomamba_checkpoint(model: nn.Module,

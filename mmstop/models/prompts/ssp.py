@@ -27,7 +27,7 @@ name so official checkpoints load with a prefix change only):
 :class:`mmstop.models.backbones.VideoMamba` calls it before every
 block when built with ``ssp=dict(...)``.
 """
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -75,15 +75,35 @@ class FrameSummary(nn.Module):
         nn.init.xavier_normal_(self.heads.weight)
         nn.init.zeros_(self.heads.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Frame vectors [B, T, C] of ``x`` [B, T, h, w, Ca] (channels last).
-        """
+    def _check_grid(self, x: Tensor) -> None:
         if tuple(x.shape[2:4]) != self.grid_size:
             raise ValueError(
                 f'FrameSummary (SSP inner_prompt.inter) was built for a '
                 f'{self.grid_size[0]}x{self.grid_size[1]} patch grid, got '
                 f'{x.shape[2]}x{x.shape[3]}: SSP is tied to the img_size it '
                 f'was built with')
+
+    def patch_contributions(self, x: Tensor) -> Tensor:
+        """What each patch adds to its frame's summary: ``x`` times the
+        kernel's weight of that patch, ``[B, T, h * w, Ca]`` for ``x``
+        ``[B, T, h, w, Ca]``. Their sum over the patches, plus the conv
+        bias, is the summary :meth:`forward` maps with ``heads``.
+
+        Args:
+            x (Tensor): Gathered feature map [B, T, h, w, Ca].
+
+        Returns:
+            Tensor: The contributions [B, T, h * w, Ca].
+        """
+        self._check_grid(x)
+        b, t, h, w, ca = x.shape
+        weight = self.convs.weight.reshape(ca, h * w).t().to(x.dtype)
+        return x.reshape(b, t, h * w, ca) * weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Frame vectors [B, T, C] of ``x`` [B, T, h, w, Ca] (channels last).
+        """
+        self._check_grid(x)
         b, t, h, w, ca = x.shape
         # Depthwise conv with a full-grid kernel == per-channel weighted sum.
         weight = self.convs.weight.reshape(ca, h * w)
@@ -143,15 +163,18 @@ class IntraFrameGathering(nn.Module):
         nn.init.zeros_(self.fc1.bias)
         nn.init.zeros_(self.fc2.bias)
 
-    def forward(self, patches: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, patches: Tensor,
+                return_gathered: bool = False) -> Tuple[Tensor, ...]:
         """Gather the patch tokens of every frame.
 
         Args:
             patches (Tensor): Patch tokens [B, T, N, C], N = h * w row-major.
+            return_gathered (bool): Also return ``G``, the input of the
+                frame-vector branch [B, T, h, w, Ca]. Defaults to False.
 
         Returns:
-            tuple[Tensor, Tensor]: ``feature_maps`` [B, T, N, C] (token
-            prompt) and ``frame_vectors`` [B, T, C].
+            tuple[Tensor, ...]: ``feature_maps`` [B, T, N, C] (token
+            prompt) and ``frame_vectors`` [B, T, C] (and ``G``).
         """
         b, t, n, _ = patches.shape
         h, w = self.inter.grid_size
@@ -169,6 +192,8 @@ class IntraFrameGathering(nn.Module):
             x = self.conv(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
         frame_vectors = self.inter(x.detach())
         feature_maps = self.fc2(x.reshape(b, t, n, -1))
+        if return_gathered:
+            return feature_maps, frame_vectors, x
         return feature_maps, frame_vectors
 
 
@@ -314,7 +339,8 @@ class StateSpacePrompting(nn.Module):
         return self.inner_prompt.inter.grid_size
 
     def spread(self, last_tokens: Tensor, feature_maps: Tensor,
-               frame_vectors: Tensor, layer_idx: int) -> Tensor:
+               frame_vectors: Tensor, layer_idx: int,
+               weights: Optional[Tensor] = None) -> Tensor:
         """Inter-Frame Spreading: the prompt tokens for block ``layer_idx``.
 
         Args:
@@ -323,33 +349,57 @@ class StateSpacePrompting(nn.Module):
                 detached, for the frame importance).
             frame_vectors (Tensor): IFG frame vectors [B, T, C].
             layer_idx (int): Block index, >= 1.
+            weights (Tensor, optional): The frame importance of
+                ``feature_maps`` [B, T], if already computed. Defaults to
+                None (computed here).
 
         Returns:
             Tensor: Prompt tokens [B, T, P, C].
         """
-        weights = self.frame_importance(feature_maps).to(last_tokens.dtype)
+        if weights is None:
+            weights = self.frame_importance(feature_maps)
+        weights = weights.to(last_tokens.dtype)
         scale = self.dynamic_scales[layer_idx - 1]
         query = last_tokens * (1 + scale * weights.unsqueeze(-1))
         prompts = [pa(query) * frame_vectors for pa in self.prompt_attentions]
         return torch.stack(prompts, dim=2)
 
-    def forward(self, tokens: Tensor, layer_idx: int) -> Tensor:
+    def forward(self, tokens: Tensor, layer_idx: int,
+                return_intermediates: bool = False):
         """Apply the SSP update before block ``layer_idx``.
 
         Args:
             tokens (Tensor): Tokens without CLS, [B, T, N + P, C].
             layer_idx (int): Index of the block about to run.
+            return_intermediates (bool): Also return a dict with
+                ``gathering`` [B, T, N], the L2 norm of what each patch
+                adds to its frame's vector in IFG
+                (:meth:`FrameSummary.patch_contributions`), and, for
+                ``layer_idx >= 1`` with prompts, ``frame_weights`` [B, T],
+                the entropy-based frame importance of IFS. Defaults to
+                False.
 
         Returns:
-            Tensor: Updated tokens [B, T, N + P, C] (a new tensor).
+            Tensor | tuple: Updated tokens [B, T, N + P, C] (a new tensor),
+            and the intermediates.
         """
         n = tokens.shape[2] - self.num_prompts
         patches = tokens[:, :, :n]
-        feature_maps, frame_vectors = self.inner_prompt(patches)
+        feature_maps, frame_vectors, gathered = self.inner_prompt(
+            patches, return_gathered=True)
+        out = {}
         if layer_idx > 0 and self.num_prompts > 0:
+            weights = self.frame_importance(feature_maps)
+            out['frame_weights'] = weights
             slots = self.spread(patches[:, :, n - 1], feature_maps,
-                                frame_vectors, layer_idx)
+                                frame_vectors, layer_idx, weights)
         else:
             slots = tokens[:, :, n:]
         patches = patches + feature_maps
-        return torch.cat([patches, slots.to(patches.dtype)], dim=2)
+        tokens = torch.cat([patches, slots.to(patches.dtype)], dim=2)
+        if not return_intermediates:
+            return tokens
+        with torch.no_grad():
+            out['gathering'] = self.inner_prompt.inter.patch_contributions(
+                gathered.detach()).float().norm(dim=-1)
+        return tokens, out

@@ -12,6 +12,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmstop.utils import complexity
 from mmstop.utils.flops import MACCounter
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -79,13 +80,13 @@ def rows(tool, tmp_path_factory):
     return {osp.basename(r['config']): r for r in result}
 
 
-def test_views_params_and_counting_device(rows, tool):
+def test_views_params_and_counting_device(rows):
     for config, (_, views) in DEMOS.items():
         row = rows[config]
         assert row['views_per_test'] == views
         cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', config))
-        model_cfg, _ = tool.counting_model_cfg(cfg)
-        model = tool.build(model_cfg, 'cpu')
+        model_cfg, _ = complexity.counting_model_cfg(cfg)
+        model = complexity.build(model_cfg, 'cpu')
         assert row['params'] == sum(p.numel() for p in model.parameters())
         assert row['trainable_params'] == sum(
             p.numel() for p in model.parameters() if p.requires_grad)
@@ -96,19 +97,20 @@ def test_views_params_and_counting_device(rows, tool):
     assert rows['ssp_videomamba_demo.py']['view_shape'] == [3, 4, 32, 32]
 
 
-def test_per_view_and_per_forward_split(rows, tool):
+def test_per_view_and_per_forward_split(rows):
     """Per forward = STOP's prompt generator (input independent); per view +
     per forward = one view's forward."""
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'))
-    model = tool.build(tool.counting_model_cfg(cfg)[0], 'meta')
+    model = complexity.build(complexity.counting_model_cfg(cfg)[0],
+                             'meta')
     row = rows['stop_clip_demo.py']
     with torch.no_grad():
         model.class_embeddings()
         with MACCounter() as generator:
             model.backbone.prompt_generator()
+        view = torch.zeros(1, 3, 8, 32, 32, device='meta')
         with MACCounter() as one_view:
-            tool.views_forward(model, torch.zeros(1, 3, 8, 32, 32,
-                                                  device='meta'))
+            complexity.views_forward(model, view)
     assert row['macs_per_forward'] == generator.total > 0
     assert row['macs_per_view'] + row['macs_per_forward'] == one_view.total
     assert rows['ssp_videomamba_demo.py']['macs_per_forward'] == 0

@@ -41,16 +41,15 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 import torch  # noqa: E402
+from mmaction.apis import inference_recognizer, init_recognizer  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dataset import Compose  # noqa: E402
 
-from mmaction.apis import inference_recognizer, init_recognizer  # noqa: E402
+import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
+from mmstop.utils import checkpoint as ckpt_utils  # noqa: E402
 from mmstop.utils import resolve_config  # noqa: E402
 from mmstop.utils.annotations import load_class_names  # noqa: E402
-from mmstop.utils.checkpoint import (extract_state_dict,  # noqa: E402
-                                     load_state_dict_checked, read_checkpoint)
 
 #: File extensions taken from a folder.
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov', '.m4v', '.flv',
@@ -62,27 +61,41 @@ def parse_args(argv=None):
         description='Top-k classes of videos (MMAction2 inference API)')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('videos', nargs='+', metavar='VIDEO',
-                        help='video files or folders of videos')
-    parser.add_argument('--topk', type=int, default=5,
-                        help='classes shown per video (default: 5)')
+    parser.add_argument(
+        'videos',
+        nargs='+',
+        metavar='VIDEO',
+        help='video files or folders of videos')
+    parser.add_argument(
+        '--topk',
+        type=int,
+        default=5,
+        help='classes shown per video (default: 5)')
     labels = parser.add_mutually_exclusive_group()
     labels.add_argument(
-        '--labels', help='comma-separated class names (STOP: any names, '
+        '--labels',
+        help='comma-separated class names (STOP: any names, '
         'replacing the trained ones; otherwise the names of the trained '
         'classes)')
-    labels.add_argument('--label-file',
-                        help='class names, one per line (as --labels)')
+    labels.add_argument(
+        '--label-file', help='class names, one per line (as --labels)')
     parser.add_argument(
-        '--template', help="STOP: the sentence around a class name, with "
+        '--template',
+        help="STOP: the sentence around a class name, with "
         "'{}' for the name (default: the config's)")
     parser.add_argument(
-        '--device', default='auto',
+        '--device',
+        default='auto',
         help="'auto' (cuda:0 when available, else cpu), 'cpu', 'cuda:1', ...")
-    parser.add_argument('--json', metavar='OUT',
-                        help='also write the results to this JSON file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--json',
+        metavar='OUT',
+        help='also write the results to this JSON file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value')
     args = parser.parse_args(argv)
     if args.topk < 1:
         parser.error(f'--topk must be >= 1, got {args.topk}')
@@ -122,8 +135,10 @@ def find_videos(paths: Sequence[str]) -> List[str]:
             osp.join(root, name) for root, _, names in os.walk(path)
             for name in names if name.lower().endswith(VIDEO_EXTENSIONS))
         if not found:
-            print(f'warning: folder {path} holds no video files '
-                  f'({", ".join(VIDEO_EXTENSIONS)})', file=sys.stderr)
+            print(
+                f'warning: folder {path} holds no video files '
+                f'({", ".join(VIDEO_EXTENSIONS)})',
+                file=sys.stderr)
         videos += found
     return videos
 
@@ -141,7 +156,9 @@ def checkpoint_classes(checkpoint: dict) -> Optional[List[str]]:
     return list(classes) if classes else None
 
 
-def build_recognizer(cfg: Config, checkpoint_path: str, device: str,
+def build_recognizer(cfg: Config,
+                     checkpoint_path: str,
+                     device: str,
                      labels: Optional[List[str]] = None,
                      template: Optional[str] = None):
     """``init_recognizer`` with the class names set, then the checkpoint
@@ -160,7 +177,7 @@ def build_recognizer(cfg: Config, checkpoint_path: str, device: str,
         raise ValueError(
             f'{cfg.filename} is a retrieval config (STOPSimilarity): rank '
             'videos by text with tools/retrieval_demo.py')
-    checkpoint = read_checkpoint(checkpoint_path)
+    checkpoint = ckpt_utils.read_checkpoint(checkpoint_path)
     head = cfg.model.get('cls_head') or {}
     text_head = head.get('type') == 'TextClassifierHead'
     if text_head:
@@ -182,9 +199,13 @@ def build_recognizer(cfg: Config, checkpoint_path: str, device: str,
         raise ValueError('--template only applies to STOP recognizers '
                          '(TextClassifierHead)')
     model = init_recognizer(cfg, None, device=device)
-    state = extract_state_dict(checkpoint, source=checkpoint_path)
-    load_state_dict_checked(model, state, source=f'checkpoint '
-                            f'{checkpoint_path}', hint='a matching config')
+    state = ckpt_utils.extract_state_dict(checkpoint, source=checkpoint_path)
+    ckpt_utils.load_state_dict_checked(
+        model,
+        state,
+        source=f'checkpoint '
+        f'{checkpoint_path}',
+        hint='a matching config')
     if text_head:
         return model, list(model.cls_head.class_names)
     num_classes = model.cls_head.num_classes
@@ -221,12 +242,13 @@ def classify(model, names: List[str], videos: Sequence[str], topk: int,
             continue
         score = sample.pred_score.float().cpu()
         values, indices = score.topk(min(topk, score.numel()))
-        results.append(dict(
-            video=video,
-            predictions=[
-                dict(label=names[i], index=int(i), score=float(v))
-                for v, i in zip(values.tolist(), indices.tolist())
-            ]))
+        results.append(
+            dict(
+                video=video,
+                predictions=[
+                    dict(label=names[i], index=int(i), score=float(v))
+                    for v, i in zip(values.tolist(), indices.tolist())
+                ]))
     return dict(results=results, skipped=skipped)
 
 
@@ -248,8 +270,9 @@ def main(argv=None) -> int:
         for pred in result['predictions']:
             print(f"  {pred['score']:.4f}  {pred['label']}")
     if out['skipped']:
-        print(f"{len(out['skipped'])} of {len(videos)} video(s) skipped",
-              file=sys.stderr)
+        print(
+            f"{len(out['skipped'])} of {len(videos)} video(s) skipped",
+            file=sys.stderr)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(out, classes=names), f, indent=1)

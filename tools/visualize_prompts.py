@@ -37,20 +37,17 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from mmaction.apis import init_recognizer  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dataset import Compose, pseudo_collate  # noqa: E402
 
-from mmaction.apis import init_recognizer  # noqa: E402
+import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
+from mmstop import visualization as vis  # noqa: E402
 from mmstop.models import STOPCLIP, VideoMamba  # noqa: E402
 from mmstop.utils import resolve_config  # noqa: E402
 from mmstop.utils.checkpoint import load_checkpoint_checked  # noqa: E402
-from mmstop.visualization import (plot_ssp_view,  # noqa: E402
-                                  plot_stop_view, plot_summary,
-                                  region_mosaic, ssp_prompt_maps,
-                                  stop_prompt_maps)
 
 
 def parse_args(argv=None):
@@ -58,15 +55,21 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('video', help='video file')
-    parser.add_argument('--out-dir', required=True,
-                        help='where the images go (created)')
-    parser.add_argument('--layer', type=int, default=None,
-                        help='SSP: block of the gathering maps (default: '
-                        'the last)')
-    parser.add_argument('--device', default='cpu',
-                        help="'cpu' (default), 'cuda:0', ...")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--out-dir', required=True, help='where the images go (created)')
+    parser.add_argument(
+        '--layer',
+        type=int,
+        default=None,
+        help='SSP: block of the gathering maps (default: '
+        'the last)')
+    parser.add_argument(
+        '--device', default='cpu', help="'cpu' (default), 'cuda:0', ...")
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value')
     return parser.parse_args(argv)
 
 
@@ -91,8 +94,13 @@ def video_views(model, cfg: Config, video: str):
         read, ``uint8`` ``[V, T, H, W, 3]``.
     """
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
-    data = pipeline(dict(filename=video, label=-1, start_index=0,
-                         modality='RGB', text='a video'))
+    data = pipeline(
+        dict(
+            filename=video,
+            label=-1,
+            start_index=0,
+            modality='RGB',
+            text='a video'))
     raw = data['inputs']
     with torch.no_grad():
         inputs = model.data_preprocessor(pseudo_collate([data]),
@@ -117,9 +125,9 @@ def main(argv=None) -> List[str]:
     backbone = model.backbone
     clips, frames = video_views(model, cfg, args.video)
     if isinstance(backbone, STOPCLIP):
-        maps = stop_prompt_maps(backbone, clips)
+        maps = vis.stop_prompt_maps(backbone, clips)
     elif isinstance(backbone, VideoMamba):
-        maps = ssp_prompt_maps(backbone, clips)
+        maps = vis.ssp_prompt_maps(backbone, clips)
     else:
         raise ValueError(f'{args.config}: the backbone is a '
                          f'{type(backbone).__name__}; prompts are drawn for '
@@ -139,19 +147,24 @@ def main(argv=None) -> List[str]:
     for view in range(frames.shape[0]):
         title = f'{name}: {osp.basename(args.video)}, view {view}'
         if maps['method'] == 'STOP':
-            save(plot_stop_view(frames[view], maps, view, title, scale),
-                 f'view{view}.png')
+            save(
+                vis.plot_stop_view(frames[view], maps, view, title, scale),
+                f'view{view}.png')
             if 'region_pixels' in maps:
                 import matplotlib.pyplot as plt
                 path = osp.join(args.out_dir, f'view{view}_regions.png')
-                plt.imsave(path, region_mosaic(
-                    frames[view], maps['region_pixels'][:, view], scale))
+                plt.imsave(
+                    path,
+                    vis.region_mosaic(frames[view],
+                                      maps['region_pixels'][:, view], scale))
                 written.append(path)
         else:
-            save(plot_ssp_view(frames[view], maps, view, args.layer, title),
-                 f'view{view}.png')
-    save(plot_summary(maps, f'{name}: {osp.basename(args.video)}'),
-         'summary.png')
+            save(
+                vis.plot_ssp_view(frames[view], maps, view, args.layer, title),
+                f'view{view}.png')
+    save(
+        vis.plot_summary(maps, f'{name}: {osp.basename(args.video)}'),
+        'summary.png')
     values: Dict = {k: v for k, v in maps.items() if isinstance(v, np.ndarray)}
     path = osp.join(args.out_dir, 'values.npz')
     np.savez_compressed(path, frames=frames, scale=scale, **values)

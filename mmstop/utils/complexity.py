@@ -94,8 +94,12 @@ def probe_test_pipeline(cfg: Config,
     init_default_scope(cfg.get('default_scope', 'mmaction'))
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     packed = pipeline(
-        dict(filename=video, label=-1, start_index=0, modality='RGB',
-             text='a video'))
+        dict(
+            filename=video,
+            label=-1,
+            start_index=0,
+            modality='RGB',
+            text='a video'))
     inputs = packed['inputs']
     text_ids = packed['data_samples'].get('text_ids')
     text_length = None if text_ids is None else int(text_ids.shape[-1])
@@ -171,8 +175,8 @@ def count_views(model: torch.nn.Module, view_shape: tuple,
     before counting: they are computed once per label set.
     """
     generator = torch.Generator().manual_seed(0)
-    views = torch.randn((2, ) + tuple(view_shape),
-                        generator=generator).to(device)
+    views = torch.randn(
+        (2, ) + tuple(view_shape), generator=generator).to(device)
     if hasattr(model, 'class_embeddings'):
         with torch.no_grad():
             model.class_embeddings()
@@ -185,8 +189,7 @@ def count_text(model: torch.nn.Module, length: int,
     encoder (:func:`marginal_macs`)."""
     ids = torch.zeros(2, length, dtype=torch.long, device=device)
     ids[:, 0], ids[:, 1] = 49406, 49407  # SOT, EOT (the largest id)
-    return marginal_macs(lambda n: model.backbone.encode_text(ids[:n]),
-                         device)
+    return marginal_macs(lambda n: model.backbone.encode_text(ids[:n]), device)
 
 
 def count_params(model: torch.nn.Module) -> Tuple[int, int]:
@@ -196,7 +199,9 @@ def count_params(model: torch.nn.Module) -> Tuple[int, int]:
             sum(p.numel() for p in params if p.requires_grad))
 
 
-def analyse(path: str, video: str, device: str = 'auto',
+def analyse(path: str,
+            video: str,
+            device: str = 'auto',
             cfg_options: Optional[dict] = None) -> Dict:
     """Everything :func:`main` reports for one config.
 
@@ -236,8 +241,9 @@ def analyse(path: str, video: str, device: str = 'auto',
     retrieval = isinstance(model, STOPSimilarity)
     text_length = text_macs = None
     if hasattr(getattr(model, 'backbone', None), 'encode_text'):
-        text_length = (caption_length if retrieval else int(
-            model.cls_head.class_token_ids.shape[1]))
+        text_length = (
+            caption_length
+            if retrieval else int(model.cls_head.class_token_ids.shape[1]))
         text_macs, _ = count_text(model, text_length, dev)
     total, trainable = count_params(model)
     backbone = getattr(model, 'backbone', None)

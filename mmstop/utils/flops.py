@@ -41,8 +41,12 @@ __all__ = [
 ]
 
 
-def scan_macs(batch: int, channels: int, length: int, state: int,
-              with_d: bool = True, with_z: bool = True) -> int:
+def scan_macs(batch: int,
+              channels: int,
+              length: int,
+              state: int,
+              with_d: bool = True,
+              with_z: bool = True) -> int:
     """MACs of one selective scan
     (``docs/ssp.md#selective-scan-recurrence``).
 
@@ -90,9 +94,13 @@ def selective_scan_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """
     batch, channels, length = get_shape(inputs[0])
     state = get_shape(inputs[2])[1]
-    return scan_macs(batch, channels, length, state,
-                     with_d=get_shape(inputs[5]) is not None,
-                     with_z=get_shape(inputs[6]) is not None)
+    return scan_macs(
+        batch,
+        channels,
+        length,
+        state,
+        with_d=get_shape(inputs[5]) is not None,
+        with_z=get_shape(inputs[6]) is not None)
 
 
 def _prod(sizes: Sequence[int]) -> int:
@@ -158,8 +166,7 @@ def _shape(x: Any) -> List[int]:
 
 def _norm_macs(args: tuple, weight_index: int) -> int:
     """MMEngine's norm count: 5 per element with an affine weight, else 4."""
-    return _prod(args[0].shape) * (5 if args[weight_index] is not None
-                                   else 4)
+    return _prod(args[0].shape) * (5 if args[weight_index] is not None else 4)
 
 
 def _conv_macs(args: tuple, out: torch.Tensor) -> int:
@@ -172,8 +179,13 @@ def _conv_macs(args: tuple, out: torch.Tensor) -> int:
 
 def _scan_macs_of_call(args: tuple, out: torch.Tensor) -> int:
     batch, channels, length = args[0].shape
-    return scan_macs(batch, channels, length, args[2].shape[1],
-                     with_d=args[5] is not None, with_z=args[6] is not None)
+    return scan_macs(
+        batch,
+        channels,
+        length,
+        args[2].shape[1],
+        with_d=args[5] is not None,
+        with_z=args[6] is not None)
 
 
 def _dispatch_rules() -> Dict[Any, Callable[[tuple, Any], int]]:

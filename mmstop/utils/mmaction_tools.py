@@ -69,8 +69,10 @@ def resolve_mmaction_tool(name: str) -> str:
     if osp.isfile(osp.join(root, name)):
         return osp.join(root, name)
     stem = osp.splitext(osp.basename(name))[0]
-    matches = [t for t in list_mmaction_tools()
-               if osp.splitext(osp.basename(t))[0] == stem]
+    matches = [
+        t for t in list_mmaction_tools()
+        if osp.splitext(osp.basename(t))[0] == stem
+    ]
     if len(matches) == 1:
         return osp.join(root, matches[0])
     what = (f'several MMAction2 tools are called {stem!r}: {matches}'
@@ -80,8 +82,9 @@ def resolve_mmaction_tool(name: str) -> str:
 
 def _registries() -> List[Registry]:
     import mmaction.registry
-    return [r for r in vars(mmaction.registry).values()
-            if isinstance(r, Registry)]
+    return [
+        r for r in vars(mmaction.registry).values() if isinstance(r, Registry)
+    ]
 
 
 def run_mmaction_tool(name: str, args: Sequence[str]) -> None:

@@ -62,31 +62,35 @@ def stop_prompt_maps(backbone, clips: torch.Tensor) -> Dict:
     """
     _, out = backbone(clips, return_intermediates=True)
     intra, inter = backbone.intra_prompt, backbone.inter_prompt
-    maps = dict(method='STOP',
-                intra=None if intra is None else type(intra).__name__,
-                inter=None if inter is None else type(inter).__name__)
+    maps = dict(
+        method='STOP',
+        intra=None if intra is None else type(intra).__name__,
+        inter=None if inter is None else type(inter).__name__)
     views, frames = clips.shape[0], clips.shape[2]
     grid, patch = backbone.grid_size, backbone.patch_size
     if isinstance(intra, PixelIntraFramePrompt):
         cells = out['mask']
         pixels = intra.expand_mask(cells)[:, :, 0]
-        maps.update(region_layers=['pixels'], region_cells=cells[None],
-                    region_pixels=pixels[None],
-                    mask_pooling=intra.mask_pooling,
-                    num_regions=intra.num_regions)
+        maps.update(
+            region_layers=['pixels'],
+            region_cells=cells[None],
+            region_pixels=pixels[None],
+            mask_pooling=intra.mask_pooling,
+            num_regions=intra.num_regions)
     elif isinstance(intra, TokenIntraFramePrompt):
-        cells = out['intra_mask_layers'].reshape(-1, views, frames, grid,
-                                                 grid)
-        pixels = cells.repeat_interleave(patch, -2).repeat_interleave(
-            patch, -1)
-        maps.update(region_layers=list(intra.layers), region_cells=cells,
-                    region_pixels=pixels, num_regions=intra.num_regions)
+        cells = out['intra_mask_layers'].reshape(-1, views, frames, grid, grid)
+        pixels = cells.repeat_interleave(patch,
+                                         -2).repeat_interleave(patch, -1)
+        maps.update(
+            region_layers=list(intra.layers),
+            region_cells=cells,
+            region_pixels=pixels,
+            num_regions=intra.num_regions)
     if inter is not None:
         maps.update(frame_weights=out['w'], frame_weights_raw=out['w_raw'])
         if 'inter_counts' in out:
             maps['prompt_counts'] = out['inter_counts']
-    return {k: _numpy(v) if torch.is_tensor(v) else v
-            for k, v in maps.items()}
+    return {k: _numpy(v) if torch.is_tensor(v) else v for k, v in maps.items()}
 
 
 @torch.no_grad()
@@ -116,8 +120,8 @@ def ssp_prompt_maps(backbone, clips: torch.Tensor) -> Dict:
     return dict(
         method='SSP',
         frame_weights=_numpy(out['ssp_frame_weights']),
-        gathering=_numpy(gathering.reshape(depth, views, temporal,
-                                           *backbone.grid_size)),
+        gathering=_numpy(
+            gathering.reshape(depth, views, temporal, *backbone.grid_size)),
         tubelet_size=backbone.tubelet_size)
 
 
@@ -129,7 +133,8 @@ def highlight_pixels(frames: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def region_mosaic(frames: np.ndarray, pixel_masks: np.ndarray,
+def region_mosaic(frames: np.ndarray,
+                  pixel_masks: np.ndarray,
                   scale: int = 1) -> np.ndarray:
     """The frames with their regions highlighted, as one image.
 
@@ -144,7 +149,8 @@ def region_mosaic(frames: np.ndarray, pixel_masks: np.ndarray,
         ``(r, t)`` is frame ``t`` with :func:`highlight_pixels` where
         ``pixel_masks[r, t]``.
     """
-    tiles = np.where(pixel_masks[..., None], highlight_pixels(frames)[None],
+    tiles = np.where(pixel_masks[..., None],
+                     highlight_pixels(frames)[None],
                      frames[None])  # [R, T, H, W, 3]
     rows, count, height, width = tiles.shape[:4]
     image = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * height,
@@ -157,8 +163,11 @@ def _frame_axis(ax, count: int, label: str = 'frame') -> None:
     ax.set_xlabel(label)
 
 
-def plot_stop_view(frames: np.ndarray, maps: Dict, view: int,
-                   title: str = '', scale: int = 1):
+def plot_stop_view(frames: np.ndarray,
+                   maps: Dict,
+                   view: int,
+                   title: str = '',
+                   scale: int = 1):
     """One view: the frames with their regions, the inter-frame weights (and
     prompt counts) per frame.
 
@@ -182,21 +191,23 @@ def plot_stop_view(frames: np.ndarray, maps: Dict, view: int,
     if 'prompt_counts' in maps:
         panels.append('counts')
     rows = len(maps.get('region_layers', [])) or 1
-    fig = plt.figure(figsize=(max(6, count * 1.2), 1.3 * rows + 2.2 *
-                              len(panels) + 0.6), layout='constrained')
-    grid = fig.add_gridspec(1 + len(panels), 1,
-                            height_ratios=[1.3 * rows] + [2] * len(panels))
+    fig = plt.figure(
+        figsize=(max(6, count * 1.2), 1.3 * rows + 2.2 * len(panels) + 0.6),
+        layout='constrained')
+    grid = fig.add_gridspec(
+        1 + len(panels), 1, height_ratios=[1.3 * rows] + [2] * len(panels))
     ax = fig.add_subplot(grid[0], label='regions')
     if 'region_pixels' in maps:
         layers = maps['region_layers']
-        ax.imshow(region_mosaic(frames, maps['region_pixels'][:, view],
-                                scale), interpolation='nearest')
+        ax.imshow(
+            region_mosaic(frames, maps['region_pixels'][:, view], scale),
+            interpolation='nearest')
         step = frames.shape[1] * scale
         ax.set_yticks([step * (r + 0.5) for r in range(len(layers))])
-        ax.set_yticklabels([f'layer {la}' if la != 'pixels' else 'pixels'
-                            for la in layers])
-        ax.set_xticks([frames.shape[2] * scale * (t + 0.5)
-                       for t in range(count)])
+        ax.set_yticklabels(
+            [f'layer {la}' if la != 'pixels' else 'pixels' for la in layers])
+        ax.set_xticks(
+            [frames.shape[2] * scale * (t + 0.5) for t in range(count)])
         ax.set_xticklabels(range(count))
         what = (f"official, mask_pooling='{maps['mask_pooling']}'"
                 if 'mask_pooling' in maps else 'paper, selected patches')
@@ -211,8 +222,8 @@ def plot_stop_view(frames: np.ndarray, maps: Dict, view: int,
             ax.bar(range(count), maps['frame_weights'][view])
             ax.set_ylabel('inter-frame weight w')
         else:
-            ax.bar(range(count), maps['prompt_counts'][view],
-                   color='tab:orange')
+            ax.bar(
+                range(count), maps['prompt_counts'][view], color='tab:orange')
             ax.set_ylabel('inter-frame prompts')
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         _frame_axis(ax, count)
@@ -220,8 +231,11 @@ def plot_stop_view(frames: np.ndarray, maps: Dict, view: int,
     return fig
 
 
-def plot_ssp_view(frames: np.ndarray, maps: Dict, view: int,
-                  layer: Optional[int] = None, title: str = ''):
+def plot_ssp_view(frames: np.ndarray,
+                  maps: Dict,
+                  view: int,
+                  layer: Optional[int] = None,
+                  title: str = ''):
     """One view: each frame with its gathering map (block ``layer``), the
     entropy frame weights of every block and their mean.
 
@@ -245,25 +259,30 @@ def plot_ssp_view(frames: np.ndarray, maps: Dict, view: int,
     layer = gathering.shape[0] - 1 if layer is None else layer
     weights = maps['frame_weights'][:, view]
     count, tubelet = frames.shape[0], maps['tubelet_size']
-    fig = plt.figure(figsize=(max(8, count * 1.4), 7.5),
-                     layout='constrained')
+    fig = plt.figure(figsize=(max(8, count * 1.4), 7.5), layout='constrained')
     top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1.4, 2, 1.5])
-    top.suptitle(f'gathering maps of block {layer} (Intra-Frame Gathering:'
-                 ' |contribution of each patch to its frame vector|)',
-                 fontsize=9)
+    top.suptitle(
+        f'gathering maps of block {layer} (Intra-Frame Gathering:'
+        ' |contribution of each patch to its frame vector|)',
+        fontsize=9)
     height, width = frames.shape[1:3]
     for t in range(count):
         ax = top.add_subplot(1, count, t + 1, label=f'frame {t}')
         ax.imshow(frames[t])
-        ax.imshow(gathering[layer, view, t // tubelet], cmap='inferno',
-                  alpha=0.6, extent=(-0.5, width - 0.5, height - 0.5, -0.5),
-                  interpolation='nearest')
+        ax.imshow(
+            gathering[layer, view, t // tubelet],
+            cmap='inferno',
+            alpha=0.6,
+            extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+            interpolation='nearest')
         ax.set_axis_off()
         ax.set_title(str(t), fontsize=8)
     ax = middle.add_subplot(label='weights')
-    image = ax.imshow(weights, aspect='auto', interpolation='nearest',
-                      extent=(-0.5, weights.shape[1] - 0.5,
-                              weights.shape[0] + 0.5, 0.5))
+    image = ax.imshow(
+        weights,
+        aspect='auto',
+        interpolation='nearest',
+        extent=(-0.5, weights.shape[1] - 0.5, weights.shape[0] + 0.5, 0.5))
     middle.colorbar(image, ax=ax)
     ax.set_ylabel('block')
     _frame_axis(ax, weights.shape[1], 'temporal token')
@@ -295,29 +314,30 @@ def plot_summary(maps: Dict, title: str = ''):
     from matplotlib.ticker import MaxNLocator
     if maps['method'] == 'SSP':
         curves: List[Sequence] = list(maps['frame_weights'].mean(0))
-        labels, heat = ('mean entropy frame weight',
-                        maps['gathering'].mean((0, 1, 2)))
+        labels, heat = ('mean entropy frame weight', maps['gathering'].mean(
+            (0, 1, 2)))
         heat_title = 'gathering, mean over blocks, views, frames'
     else:
         curves = list(maps.get('frame_weights', []))
         labels = 'inter-frame weight w'
-        heat = (maps['region_cells'][0].mean((0, 1))
-                if 'region_cells' in maps else None)
+        heat = (
+            maps['region_cells'][0].mean(
+                (0, 1)) if 'region_cells' in maps else None)
         heat_title = 'region selected (fraction of frames)'
     panels = 2 + int('prompt_counts' in maps)
-    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6),
-                             layout='constrained')
+    fig, axes = plt.subplots(
+        1, panels, figsize=(4.5 * panels, 3.6), layout='constrained')
     for view, curve in enumerate(curves):
-        axes[0].plot(range(len(curve)), curve, marker='o',
-                     label=f'view {view}')
+        axes[0].plot(
+            range(len(curve)), curve, marker='o', label=f'view {view}')
     axes[0].set_ylabel(labels)
     axes[0].set_xlabel('frame')
     if curves:
         axes[0].legend(fontsize=7)
     if 'prompt_counts' in maps:
         for view, counts in enumerate(maps['prompt_counts']):
-            axes[1].plot(range(len(counts)), counts, marker='s',
-                         label=f'view {view}')
+            axes[1].plot(
+                range(len(counts)), counts, marker='s', label=f'view {view}')
         axes[1].set_ylabel('inter-frame prompts')
         axes[1].set_xlabel('frame')
         axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -34,8 +34,8 @@ DEMOS = {
 def demo_classnames(tmp_path, monkeypatch):
     """Run from a directory holding the demo configs' class-name file."""
     (tmp_path / 'data' / 'demo').mkdir(parents=True)
-    (tmp_path / 'data' / 'demo' / 'classnames.txt').write_text(
-        'moving up\nmoving down\ngrowing\nshrinking\n')
+    (tmp_path / 'data' / 'demo' / 'classnames.txt'
+     ).write_text('moving up\nmoving down\ngrowing\nshrinking\n')
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -88,8 +88,9 @@ def test_views_params_and_counting_device(rows):
         model_cfg, _ = complexity.counting_model_cfg(cfg)
         model = complexity.build(model_cfg, 'cpu')
         assert row['params'] == sum(p.numel() for p in model.parameters())
-        assert row['trainable_params'] == sum(
-            p.numel() for p in model.parameters() if p.requires_grad)
+        assert row['trainable_params'] == sum(p.numel()
+                                              for p in model.parameters()
+                                              if p.requires_grad)
     assert rows['stop_clip_demo.py']['trainable_params'] == 152126
     # paper mode picks its number of inter prompts from the video
     assert rows['stop_clip_paper_demo.py']['counted_on'] == 'cpu'
@@ -101,8 +102,7 @@ def test_per_view_and_per_forward_split(rows):
     """Per forward = STOP's prompt generator (input independent); per view +
     per forward = one view's forward."""
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'))
-    model = complexity.build(complexity.counting_model_cfg(cfg)[0],
-                             'meta')
+    model = complexity.build(complexity.counting_model_cfg(cfg)[0], 'meta')
     row = rows['stop_clip_demo.py']
     with torch.no_grad():
         model.class_embeddings()

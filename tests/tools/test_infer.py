@@ -7,12 +7,12 @@ import os.path as osp
 
 import pytest
 import torch
+from mmaction.apis import inference_recognizer
+from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
-from mmaction.apis import inference_recognizer
-from mmaction.registry import MODELS
 from mmstop.datasets.demo import generate_demo_dataset
 from mmstop.utils.checkpoint import CheckpointMismatchError
 
@@ -47,10 +47,10 @@ def demo(tmp_path, monkeypatch):
     """``data/demo`` (4 videos) in the working directory, one of them
     corrupt, and a STOP demo checkpoint."""
     monkeypatch.chdir(tmp_path)
-    generate_demo_dataset('data/demo', num_classes=4, train_per_class=0,
-                          val_per_class=1)
-    (tmp_path / 'data' / 'demo' / 'videos' / 'broken.mp4').write_bytes(
-        b'not a video')
+    generate_demo_dataset(
+        'data/demo', num_classes=4, train_per_class=0, val_per_class=1)
+    (tmp_path / 'data' / 'demo' / 'videos' /
+     'broken.mp4').write_bytes(b'not a video')
     save_checkpoint(STOP_DEMO, 'stop.pth')
     return tmp_path
 
@@ -62,14 +62,14 @@ def run(tool, *argv):
 
 
 def test_folder_topk_and_skipped_video(tool, demo, capsys):
-    code, out = run(tool, STOP_DEMO, 'stop.pth', 'data/demo/videos',
-                    '--topk', '3')
+    code, out = run(tool, STOP_DEMO, 'stop.pth', 'data/demo/videos', '--topk',
+                    '3')
     assert code == 1  # a video was skipped
-    assert [osp.basename(r['video']) for r in out['results']] == [
-        f'val_000{i}.mp4' for i in range(4)
+    assert [osp.basename(r['video'])
+            for r in out['results']] == [f'val_000{i}.mp4' for i in range(4)]
+    assert out['classes'] == [
+        'moving up', 'moving down', 'growing', 'shrinking'
     ]
-    assert out['classes'] == ['moving up', 'moving down', 'growing',
-                              'shrinking']
     for result in out['results']:
         scores = [p['score'] for p in result['predictions']]
         assert len(scores) == 3 and scores == sorted(scores, reverse=True)
@@ -99,7 +99,9 @@ def test_new_labels_are_scored_by_the_text_encoder(tool, demo):
     got = {p['label']: p['score'] for p in out['results'][0]['predictions']}
     torch.testing.assert_close(
         torch.tensor([got[name] for name in labels]),
-        expected.pred_score.float(), rtol=1e-5, atol=1e-6)
+        expected.pred_score.float(),
+        rtol=1e-5,
+        atol=1e-6)
 
 
 def test_class_names_from_the_checkpoint(tool, demo):
@@ -109,17 +111,18 @@ def test_class_names_from_the_checkpoint(tool, demo):
     with pytest.raises(FileNotFoundError, match='classnames.txt'):
         tool.main([STOP_DEMO, 'stop.pth', 'data/demo/videos/val_0000.mp4'])
     names = ['up', 'down', 'grow', 'shrink']
-    save_checkpoint(STOP_DEMO, 'meta.pth',
-                    meta=dict(dataset_meta=dict(classes=names)),
-                    class_names=names)
+    save_checkpoint(
+        STOP_DEMO,
+        'meta.pth',
+        meta=dict(dataset_meta=dict(classes=names)),
+        class_names=names)
     code, out = run(tool, STOP_DEMO, 'meta.pth',
                     'data/demo/videos/val_0000.mp4')
     assert code == 0 and out['classes'] == names
 
 
 def test_strict_checkpoint(tool, demo):
-    save_checkpoint(STOP_DEMO, 'partial.pth',
-                    drop='backbone.global_prompts')
+    save_checkpoint(STOP_DEMO, 'partial.pth', drop='backbone.global_prompts')
     with pytest.raises(CheckpointMismatchError, match='global_prompts'):
         tool.main([STOP_DEMO, 'partial.pth', 'data/demo/videos'])
 
@@ -130,8 +133,8 @@ def test_closed_classifier_labels(tool, demo):
     video = 'data/demo/videos/val_0001.mp4'
     with pytest.raises(ValueError, match='4 fixed classes'):
         tool.main([SSP_DEMO, 'ssp.pth', video, '--labels', 'a,b'])
-    code, out = run(tool, SSP_DEMO, 'ssp.pth', video, '--labels',
-                    'w,x,y,z', '--topk', '4')
+    code, out = run(tool, SSP_DEMO, 'ssp.pth', video, '--labels', 'w,x,y,z',
+                    '--topk', '4')
     assert code == 0 and out['classes'] == ['w', 'x', 'y', 'z']
     assert sorted(p['label'] for p in out['results'][0]['predictions']) == \
         ['w', 'x', 'y', 'z']

@@ -14,13 +14,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from mmaction.evaluation import RetrievalMetric
+from mmaction.registry import MODELS
+from mmaction.structures import ActionDataSample
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.registry import init_default_scope
 
-from mmaction.evaluation import RetrievalMetric
-from mmaction.registry import MODELS
-from mmaction.structures import ActionDataSample
 from mmstop.datasets.demo import generate_demo_dataset
 from mmstop.evaluation import VideoTextRetrievalMetric
 from mmstop.utils.mmaction_tools import (resolve_mmaction_tool,
@@ -55,16 +55,19 @@ def demo_dir(tmp_path, monkeypatch, own_loggers):
     (where the demo configs look) and an MMEngine checkpoint of the STOP
     demo model (message hub included)."""
     monkeypatch.chdir(tmp_path)
-    generate_demo_dataset('data/demo', num_classes=4, train_per_class=1,
-                          val_per_class=1)
+    generate_demo_dataset(
+        'data/demo', num_classes=4, train_per_class=1, val_per_class=1)
     init_default_scope('mmaction')
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(STOP_DEMO).model)
     hub = MessageHub.get_instance('test_mmaction2_tools')
     hub.update_scalar('train/loss', 1.0)
     torch.save(
-        dict(meta=dict(epoch=1), state_dict=model.state_dict(),
-             message_hub=hub.state_dict(), optimizer={}), 'ckpt.pth')
+        dict(
+            meta=dict(epoch=1),
+            state_dict=model.state_dict(),
+            message_hub=hub.state_dict(),
+            optimizer={}), 'ckpt.pth')
     return tmp_path
 
 
@@ -78,9 +81,8 @@ def test_clip_feature_extraction_on_stop(demo_dir, monkeypatch):
     ])
     runpy.run_path(tool, run_name='__main__')
     files = sorted(glob.glob('feats/*.mp4.pkl'))
-    assert [osp.basename(f) for f in files] == [
-        f'val_000{i}.mp4.pkl' for i in range(4)
-    ]
+    assert [osp.basename(f)
+            for f in files] == [f'val_000{i}.mp4.pkl' for i in range(4)]
     with open(files[0], 'rb') as f:
         feature = pickle.load(f)
     # the STOP video feature (embed_dims 64), averaged over the two views
@@ -94,9 +96,8 @@ def test_check_videos_on_mmstop_datasets(demo_dir, load_tool, capsys):
     (videos / 'val_0002.mp4').unlink()
     tool.main([STOP_DEMO, '--split', 'val', '--output-file', 'bad.txt'])
     bad = (demo_dir / 'bad.txt').read_text().split()
-    assert sorted(osp.basename(p) for p in bad) == [
-        'val_0001.mp4', 'val_0002.mp4'
-    ]
+    assert sorted(osp.basename(p)
+                  for p in bad) == ['val_0001.mp4', 'val_0002.mp4']
     assert 'Checked 4 videos, 2 are corrupted/missing' in \
         capsys.readouterr().out
     # the video-text dataset (JSON captions) of the retrieval demo
@@ -105,9 +106,8 @@ def test_check_videos_on_mmstop_datasets(demo_dir, load_tool, capsys):
         '--split', 'test', '--output-file', 'bad_text.txt'
     ])
     bad = (demo_dir / 'bad_text.txt').read_text().split()
-    assert sorted(osp.basename(p) for p in bad) == [
-        'val_0001.mp4', 'val_0002.mp4'
-    ]
+    assert sorted(osp.basename(p)
+                  for p in bad) == ['val_0001.mp4', 'val_0002.mp4']
 
 
 def test_confusion_matrix(demo_dir):

@@ -5,12 +5,12 @@ and the attention are counted, and :class:`MACCounter` (which also counts
 on the meta device) agrees with MMEngine's trace."""
 import pytest
 import torch
+from mmaction.registry import MODELS
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmstop  # noqa: F401
-from mmaction.registry import MODELS
 from mmstop.models.ops import selective_scan
 from mmstop.models.prompts.stop_intra import (PixelIntraFramePrompt,
                                               top_k_exact_mask)
@@ -65,8 +65,8 @@ def stop_video_outputs(model, x):
 def test_pixel_prompt_traces_with_the_fft_backend_chosen():
     """The 1-output-channel scorer convolution uses FFTs on the CPU; traced
     it used to fail with ``size of tensor a (8) must match b (0)``."""
-    module = PixelIntraFramePrompt(32, 8, kernel_size=(3, 5, 5),
-                                   scorer_kernel_size=(3, 5, 5)).eval()
+    module = PixelIntraFramePrompt(
+        32, 8, kernel_size=(3, 5, 5), scorer_kernel_size=(3, 5, 5)).eval()
     x = torch.randn(1, 4, 3, 32, 32)
 
     class Frames(torch.nn.Module):
@@ -94,8 +94,8 @@ def test_conv3d_same_counts_as_a_convolution_under_mac_counter():
     with MACCounter() as counter:
         out = conv3d_same(x, w, None, (1, 1, 1))
     assert counter.by_operator['convolution'] == w.numel() * 4 * 8 * 8
-    torch.testing.assert_close(out, conv3d_same(x, w, None, (1, 1, 1)),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, conv3d_same(x, w, None, (1, 1, 1)), rtol=1e-5, atol=1e-5)
 
 
 def test_top_k_exact_mask_traces():
@@ -108,10 +108,15 @@ def test_top_k_exact_mask_traces():
 
 def test_selective_scan_is_one_operator_when_recorded():
     b, e, length, n = 2, 6, 9, 4
-    args = [torch.randn(b, e, length), torch.rand(b, e, length),
-            -torch.rand(e, n), torch.randn(b, n, length),
-            torch.randn(b, n, length), torch.randn(e),
-            torch.randn(b, e, length), torch.randn(e)]
+    args = [
+        torch.randn(b, e, length),
+        torch.rand(b, e, length), -torch.rand(e, n),
+        torch.randn(b, n, length),
+        torch.randn(b, n, length),
+        torch.randn(e),
+        torch.randn(b, e, length),
+        torch.randn(e)
+    ]
 
     def fn(*t):
         return selective_scan(*t, delta_softplus=True)
@@ -130,8 +135,8 @@ def test_selective_scan_is_one_operator_when_recorded():
     assert meta.device.type == 'meta' and meta.shape == (b, e, length)
 
 
-@pytest.mark.parametrize('config', ['stop_clip_demo.py',
-                                    'stop_clip_paper_demo.py'])
+@pytest.mark.parametrize('config',
+                         ['stop_clip_demo.py', 'stop_clip_paper_demo.py'])
 def test_mac_counter_equals_mmengine_trace_on_stop(config):
     model = build(config)
     x = torch.randn(1, 8, 3, 32, 32)

@@ -26,11 +26,11 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
+from mmaction.registry import DATASETS  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-from mmaction.registry import DATASETS  # noqa: E402
+import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 from mmstop.utils import resolve_config  # noqa: E402
 from mmstop.utils.mmaction_tools import run_mmaction_tool  # noqa: E402
 
@@ -42,19 +42,31 @@ EXISTENCE_CHECKS = dict(
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file')
-    parser.add_argument('--split', default='train',
-                        choices=['train', 'val', 'test'],
-                        help='which dataloader\'s dataset (default: train)')
-    parser.add_argument('--decoder', default='decord',
-                        choices=['decord', 'opencv', 'pyav'])
-    parser.add_argument('--output-file', default='invalid-video.txt',
-                        help='where the failing paths are written')
-    parser.add_argument('--nproc', type=int, default=1,
-                        help='processes checking videos (default: 1)')
-    parser.add_argument('--remove-corrupted-videos', action='store_true',
-                        help='delete the videos that fail')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--split',
+        default='train',
+        choices=['train', 'val', 'test'],
+        help='which dataloader\'s dataset (default: train)')
+    parser.add_argument(
+        '--decoder', default='decord', choices=['decord', 'opencv', 'pyav'])
+    parser.add_argument(
+        '--output-file',
+        default='invalid-video.txt',
+        help='where the failing paths are written')
+    parser.add_argument(
+        '--nproc',
+        type=int,
+        default=1,
+        help='processes checking videos (default: 1)')
+    parser.add_argument(
+        '--remove-corrupted-videos',
+        action='store_true',
+        help='delete the videos that fail')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value')
     return parser.parse_args(argv)
 
 
@@ -86,16 +98,25 @@ def main(argv: Optional[List[str]] = None) -> None:
         ann_file = osp.join(tmp, 'videos.txt')
         with open(ann_file, 'w') as f:
             f.writelines(f'{osp.abspath(v)} 0\n' for v in videos)
-        plain = Config(dict(
-            default_scope='mmaction',
-            **{f'{args.split}_dataloader': dict(dataset=dict(
-                type='VideoDataset', ann_file=ann_file,
-                data_prefix=dict(video=''), pipeline=[]))}))
+        plain = Config(
+            dict(
+                default_scope='mmaction',
+                **{
+                    f'{args.split}_dataloader':
+                    dict(
+                        dataset=dict(
+                            type='VideoDataset',
+                            ann_file=ann_file,
+                            data_prefix=dict(video=''),
+                            pipeline=[]))
+                }))
         config = osp.join(tmp, 'videos_config.py')
         plain.dump(config)
-        tool_args = [config, '--split', args.split, '--decoder',
-                     args.decoder, '--output-file', args.output_file,
-                     '--nproc', str(args.nproc)]
+        tool_args = [
+            config, '--split', args.split, '--decoder', args.decoder,
+            '--output-file', args.output_file, '--nproc',
+            str(args.nproc)
+        ]
         if args.remove_corrupted_videos:
             tool_args.append('--remove-corrupted-videos')
         run_mmaction_tool('analysis_tools/check_videos.py', tool_args)

@@ -34,9 +34,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 from mmengine.config import DictAction  # noqa: E402
 
+import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 from mmstop.utils.complexity import analyse, write_probe_video  # noqa: E402
 
 
@@ -45,16 +45,24 @@ def parse_args(argv=None):
         description='Parameters and MACs per test view of mmstop configs')
     parser.add_argument('configs', nargs='+', help='config files')
     parser.add_argument(
-        '--device', choices=['auto', 'meta', 'cpu'], default='auto',
+        '--device',
+        choices=['auto', 'meta', 'cpu'],
+        default='auto',
         help="where the model runs while its MACs are counted: 'meta' "
         "(computes nothing), 'cpu' (a random input), 'auto' (meta, or cpu "
         'when the forward needs values; default)')
-    parser.add_argument('--markdown', action='store_true',
-                        help='print a markdown table (the README\'s)')
-    parser.add_argument('--json', metavar='FILE',
-                        help='also write the results to this JSON file')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--markdown',
+        action='store_true',
+        help='print a markdown table (the README\'s)')
+    parser.add_argument(
+        '--json',
+        metavar='FILE',
+        help='also write the results to this JSON file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config entries of every config, key=value')
     return parser.parse_args(argv)
 
@@ -70,8 +78,7 @@ def markdown_table(rows: List[Dict]) -> str:
     lines = [
         '| config | task | frames | views per test | parameters | '
         'trainable | GMACs per view | GMACs per forward | '
-        'text GMACs per sentence |',
-        '|---|---|---|---|---|---|---|---|---|'
+        'text GMACs per sentence |', '|---|---|---|---|---|---|---|---|---|'
     ]
     footnotes: List[str] = []
     for row in rows:
@@ -84,12 +91,11 @@ def markdown_table(rows: List[Dict]) -> str:
         mark = f" ({', '.join(marks)})" if marks else ''
         text = '-' if row['text_macs'] is None else (
             f"{_giga(row['text_macs'])} ({row['text_length']} tokens)")
-        lines.append(
-            f"| `{row['config']}`{mark} | {row['task']} | "
-            f"{row['num_frames']} | {row['views_per_test']} | "
-            f"{row['params']:,} | {row['trainable_params']:,} | "
-            f"{_giga(row['macs_per_view'])} | "
-            f"{_giga(row['macs_per_forward'] or None)} | {text} |")
+        lines.append(f"| `{row['config']}`{mark} | {row['task']} | "
+                     f"{row['num_frames']} | {row['views_per_test']} | "
+                     f"{row['params']:,} | {row['trainable_params']:,} | "
+                     f"{_giga(row['macs_per_view'])} | "
+                     f"{_giga(row['macs_per_forward'] or None)} | {text} |")
     if footnotes:
         lines.append('')
         lines += [f'({i}) {kind}' for i, kind in enumerate(footnotes, 1)]

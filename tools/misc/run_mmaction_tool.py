@@ -32,24 +32,23 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmstop.utils.mmaction_tools import (list_mmaction_tools,  # noqa: E402
-                                         run_mmaction_tool)
+from mmstop.utils import mmaction_tools  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         usage='%(prog)s TOOL [ARGS ...] | --list')
-    parser.add_argument('--list', action='store_true',
-                        help="list MMAction2's tools")
+    parser.add_argument(
+        '--list', action='store_true', help="list MMAction2's tools")
     parser.add_argument('tool', nargs='?', help='the tool to run')
-    parser.add_argument('args', nargs=argparse.REMAINDER,
-                        help='arguments of the tool')
+    parser.add_argument(
+        'args', nargs=argparse.REMAINDER, help='arguments of the tool')
     args = parser.parse_args(argv)
     if args.list or not args.tool:
-        print('\n'.join(list_mmaction_tools()))
+        print('\n'.join(mmaction_tools.list_mmaction_tools()))
         return
-    run_mmaction_tool(args.tool, args.args)
+    mmaction_tools.run_mmaction_tool(args.tool, args.args)
 
 
 if __name__ == '__main__':

@@ -11,9 +11,12 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 def model():
     torch.manual_seed(0)
-    vm = VideoMamba(arch=dict(embed_dims=32, depth=3), img_size=32,
-                    patch_size=8, num_frames=4,
-                    ssp=dict(hidden_dims=16, attn_dims=16, num_heads=2))
+    vm = VideoMamba(
+        arch=dict(embed_dims=32, depth=3),
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        ssp=dict(hidden_dims=16, attn_dims=16, num_heads=2))
     # SSP starts at zero (no gathering, no frame weights to speak of)
     with torch.no_grad():
         for p in vm.ssp.parameters():
@@ -39,8 +42,7 @@ def test_intermediates_are_what_the_blocks_computed():
         torch.testing.assert_close(feature, vm(x))
     assert set(out) == {'ssp_gathering', 'ssp_frame_weights'}
     assert out['ssp_frame_weights'].shape == (2, 2, 4)  # blocks 1, 2
-    torch.testing.assert_close(out['ssp_frame_weights'],
-                               torch.stack(weights))
+    torch.testing.assert_close(out['ssp_frame_weights'], torch.stack(weights))
     torch.testing.assert_close(out['ssp_frame_weights'].sum(-1),
                                torch.ones(2, 2))
     assert out['ssp_gathering'].shape == (3, 2, 4, 16)  # 4 x 4 patches
@@ -57,9 +59,12 @@ def test_intermediates_are_what_the_blocks_computed():
 
 
 def test_without_ssp():
-    vm = VideoMamba(arch=dict(embed_dims=32, depth=2), img_size=32,
-                    patch_size=8, num_frames=4).eval()
+    vm = VideoMamba(
+        arch=dict(embed_dims=32, depth=2),
+        img_size=32,
+        patch_size=8,
+        num_frames=4).eval()
     with torch.no_grad():
-        feature, out = vm(torch.randn(1, 3, 4, 32, 32),
-                          return_intermediates=True)
+        feature, out = vm(
+            torch.randn(1, 3, 4, 32, 32), return_intermediates=True)
     assert out == {} and feature.shape == (1, 32)

@@ -13,21 +13,25 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def recognizer(class_names):
     init_default_scope('mmaction')
     torch.manual_seed(0)
-    return MODELS.build(dict(
-        type='STOPRecognizer',
-        backbone=dict(
-            type='STOPCLIP',
-            arch=dict(base='tiny', image_size=32, patch_size=8),
-            num_frames=4,
-            intra_prompt=dict(kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3)),
-            inter_prompt=dict(kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3),
-                              normalize='video')),
-        cls_head=dict(type='TextClassifierHead', class_names=class_names,
-                      in_channels=64),
-        data_preprocessor=dict(type='ActionDataPreprocessor',
-                               format_shape='NCTHW'))).eval()
+    return MODELS.build(
+        dict(
+            type='STOPRecognizer',
+            backbone=dict(
+                type='STOPCLIP',
+                arch=dict(base='tiny', image_size=32, patch_size=8),
+                num_frames=4,
+                intra_prompt=dict(
+                    kernel_size=(3, 3, 3), scorer_kernel_size=(3, 3, 3)),
+                inter_prompt=dict(
+                    kernel_size=(3, 3, 3),
+                    scorer_kernel_size=(3, 3, 3),
+                    normalize='video')),
+            cls_head=dict(
+                type='TextClassifierHead',
+                class_names=class_names,
+                in_channels=64),
+            data_preprocessor=dict(
+                type='ActionDataPreprocessor', format_shape='NCTHW'))).eval()
 
 
 def scores(model, clips):

@@ -40,10 +40,15 @@ from mmstop.registry import MODELS
 from .config import resolve_config
 from .flops import MACCounter
 
+#: The kinds of note :func:`analyse` attaches (``'<kind>: <details>'``).
+PLACEHOLDER_CLASSES = 'placeholder class names'
+CPU_COUNT = 'counted on the CPU with a random input'
+
 __all__ = [
-    'analyse', 'count_params', 'count_text', 'count_views',
-    'counting_model_cfg', 'load_config', 'marginal_macs',
-    'probe_test_pipeline', 'views_forward', 'write_probe_video'
+    'CPU_COUNT', 'PLACEHOLDER_CLASSES', 'analyse', 'count_params',
+    'count_text', 'count_views', 'counting_model_cfg', 'load_config',
+    'marginal_macs', 'probe_test_pipeline', 'views_forward',
+    'write_probe_video'
 ]
 
 #: The synthetic video the test pipelines run on: frames and (width,
@@ -126,8 +131,8 @@ def counting_model_cfg(cfg: Config) -> Tuple[dict, Optional[str]]:
         count = head.get('num_classes') or cfg.get('num_classes') or 1
         head.class_names = [f'class {i}' for i in range(count)]
         head.num_classes = count
-        note = (f'class-name file {names} not found: counted with {count} '
-                'placeholder class name(s)')
+        note = (f'{PLACEHOLDER_CLASSES}: {names} not found, counted with '
+                f'{count} placeholder class name(s)')
     return model, note
 
 
@@ -234,8 +239,8 @@ def analyse(path: str,
             if index + 1 == len(devices):
                 raise
             reason = str(exc).splitlines()[0][:120]
-            notes.append(f'counted on the CPU with a random input, the '
-                         f'forward needs values: {reason}')
+            notes.append(f'{CPU_COUNT}: the forward needs values '
+                         f'({reason})')
             continue
         break
     retrieval = isinstance(model, STOPSimilarity)

@@ -37,7 +37,19 @@ if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
 from mmengine.config import DictAction  # noqa: E402
 
 import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
-from mmstop.utils.complexity import analyse, write_probe_video  # noqa: E402
+from mmstop.utils import complexity  # noqa: E402
+
+#: What the notes of :func:`analyse` mean, below the markdown table.
+FOOTNOTES = {
+    complexity.PLACEHOLDER_CLASSES:
+    ("the config's class-name file is not there (no dataset): counted with "
+     '`num_classes` placeholder names, else one; the cosine classifier adds '
+     '`embed_dims` MACs per view and class (512 for ViT-B/32)'),
+    complexity.CPU_COUNT:
+    ('paper mode chooses its number of inter-frame prompts from the video, '
+     'so the model runs (random weights, a random view); only the '
+     'count-dependent linear heads vary with the input'),
+}
 
 
 def parse_args(argv=None):
@@ -84,7 +96,7 @@ def markdown_table(rows: List[Dict]) -> str:
     for row in rows:
         marks = []
         for note in row['notes']:
-            kind = note.split(':')[0].split(',')[0]
+            kind = note.split(':')[0]
             if kind not in footnotes:
                 footnotes.append(kind)
             marks.append(str(footnotes.index(kind) + 1))
@@ -98,7 +110,10 @@ def markdown_table(rows: List[Dict]) -> str:
                      f"{_giga(row['macs_per_forward'] or None)} | {text} |")
     if footnotes:
         lines.append('')
-        lines += [f'({i}) {kind}' for i, kind in enumerate(footnotes, 1)]
+        lines += [
+            f'({i}) {kind}: {FOOTNOTES.get(kind, "")}'.rstrip(': ')
+            for i, kind in enumerate(footnotes, 1)
+        ]
     return '\n'.join(lines)
 
 
@@ -129,9 +144,10 @@ def main(argv=None) -> List[Dict]:
     args = parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        video = write_probe_video(osp.join(tmp, 'probe.mp4'))
+        video = complexity.write_probe_video(osp.join(tmp, 'probe.mp4'))
         for path in args.configs:
-            rows.append(analyse(path, video, args.device, args.cfg_options))
+            rows.append(
+                complexity.analyse(path, video, args.device, args.cfg_options))
     if args.markdown:
         print(markdown_table(rows))
     else:

@@ -18,8 +18,8 @@ import unicodedata
 from functools import lru_cache
 
 import pytest
+from helpers import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 THIS_FILE = osp.relpath(osp.abspath(__file__), REPO_ROOT)
 TEXT_SUFFIXES = ('.py', '.md', '.ini', '.cfg', '.sh', '.yml', '.yaml', '.txt',
                  '.toml')
@@ -27,7 +27,8 @@ TEXT_SUFFIXES = ('.py', '.md', '.ini', '.cfg', '.sh', '.yml', '.yaml', '.txt',
 # citations of documents that are not in the repository
 FORBIDDEN = [
     (re.compile(r'shared/spec'), 'the shared/spec design documents'),
-    (re.compile(r'\bspec\W{0,4}(stop|ssp)\.md', re.I), 'spec stop.md / ssp.md'),
+    (re.compile(r'\bspec\W{0,4}(stop|ssp)\.md', re.I),
+     'spec stop.md / ssp.md'),
     (re.compile(r'\b(stop|ssp)\.md\W{0,4}(§|sections?\s+\d)', re.I),
      'a numbered section of stop.md / ssp.md'),
     (re.compile(r'\bspec\W{0,4}(§|sections?\s+\d)', re.I),

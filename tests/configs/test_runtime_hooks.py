@@ -5,9 +5,9 @@ import glob
 import os.path as osp
 
 import pytest
+from helpers import REPO_ROOT
 from mmengine.config import Config
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', '*.py')))
 HOOKS = ['StrictLoadHook', 'NonFiniteCheckHook', 'RandomStateHook',
          'BadVideoHook']

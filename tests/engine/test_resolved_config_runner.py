@@ -4,12 +4,12 @@ derive, and refuses configs whose class counts disagree, naming the keys."""
 import os.path as osp
 
 import pytest
+from helpers import REPO_ROOT
 from mmengine.config import Config
 
 from mmstop.engine import ResolvedConfigRunner
 from mmstop.registry import RUNNERS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SSP_DEMO = osp.join(REPO_ROOT, 'configs', 'ssp_videomamba_demo.py')
 STOP_DEMO = osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py')
 

@@ -7,64 +7,11 @@ follows the same rules for the ops involved, so these tests catch dtype
 mix-ups without a GPU; ``tools/analysis/gpu_check.py`` repeats the training
 step on CUDA.
 """
-import os.path as osp
-
 import pytest
 import torch
-from mmaction.structures import ActionDataSample
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
-
-from mmstop.registry import MODELS
+from helpers.amp import CLASSES, build, check_step, clips, labelled
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CLASSES = ['moving up', 'moving down', 'growing', 'shrinking']
-
-
-def build(config, **backbone):
-    """The model of a shipped config, class names given in place."""
-    init_default_scope('mmaction')
-    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', config)).model
-    cfg.backbone.update(backbone)
-    if cfg.get('cls_head', {}).get('type') == 'TextClassifierHead':
-        cfg.cls_head.class_names = CLASSES
-    torch.manual_seed(0)
-    return MODELS.build(cfg)
-
-
-def clips(model, n):
-    bb = model.backbone
-    size = getattr(bb, 'img_size', None) or (bb.image_size, ) * 2
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(n, 1, 3, bb.num_frames, *size, generator=g)
-
-
-def labelled(n):
-    return [ActionDataSample().set_gt_label(torch.tensor(i % len(CLASSES)))
-            for i in range(n)]
-
-
-def check_step(model, inputs, samples, dtype, device='cpu'):
-    """One autocast training step on ``device``: finite fp32 loss, finite
-    gradients, some trainable tensor gets a non-zero gradient."""
-    model.to(device).train()
-    inputs = inputs.to(device)
-    samples = [s.to(device) for s in samples]
-    with torch.autocast(torch.device(device).type, dtype=dtype):
-        losses = model.loss(inputs, samples)
-    loss = sum(v for k, v in losses.items() if k.startswith('loss'))
-    assert loss.dtype == torch.float32 and torch.isfinite(loss), losses
-    loss.backward()
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable
-    for name, p in trainable.items():
-        if p.grad is not None:
-            assert torch.isfinite(p.grad).all(), name
-    assert any(p.grad is not None and p.grad.abs().sum() > 0
-               for p in trainable.values())
-    return losses
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])

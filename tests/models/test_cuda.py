@@ -17,10 +17,9 @@ official STOP precision) and bf16 for STOP, bf16 for SSP.
 """
 import pytest
 import torch
-from scan_helpers import assert_close, forward_backward, make_inputs
-from test_autocast import build, check_step, clips, labelled
-from test_ssp_parity import REL_TOL, build_recognizer
-from test_stop_parity import TOL32
+from helpers import REL_TOL, STOP_TOL32, assert_rel_close, ssp_recognizer
+from helpers.amp import build, check_step, clips, labelled
+from helpers.scan import forward_backward, make_inputs
 
 from mmstop.models.backbones import STOPCLIP
 from mmstop.models.ops import selective_scan
@@ -73,8 +72,8 @@ def test_stop_official_cuda_matches_cpu():
     cpu, cuda = outs
     assert torch.equal(cpu['mask'], cuda['mask'])
     compared = 0
-    for key, tol in TOL32.items():
-        if key in cpu and not key.startswith('prompted_pixels_'):
+    for key, tol in STOP_TOL32.items():
+        if key in cpu and not key.startswith('prompted_pixels'):
             torch.testing.assert_close(cuda[key], cpu[key], rtol=0,
                                        atol=tol, msg=lambda m, k=key: f'{k}: '
                                        f'{m}')
@@ -85,7 +84,7 @@ def test_stop_official_cuda_matches_cpu():
 
 def test_ssp_official_cuda_matches_cpu():
     torch.manual_seed(0)
-    model = perturb(build_recognizer('middle', 64, 4, 10, ssp=dict()))
+    model = perturb(ssp_recognizer('middle', 64, 4, 10, ssp=dict()))
     model.eval()
     video = torch.randn(2, 3, 4, 64, 64,
                         generator=torch.Generator().manual_seed(1))
@@ -98,7 +97,7 @@ def test_ssp_official_cuda_matches_cpu():
             outs.append((feats.cpu(), model.cls_head(feats).cpu()))
     for (name, cpu), cuda in zip((('features', outs[0][0]),
                                   ('logits', outs[0][1])), outs[1]):
-        assert_close(cuda, cpu, rel=REL_TOL, what=name)
+        assert_rel_close(cuda, cpu, rel=REL_TOL, what=name)
 
 
 SCAN_SIZES = [(2, 64, 100, 16), (2, 1152, 1593, 16)]
@@ -122,9 +121,10 @@ def test_scan_implementations_agree(size):
     ref_out, _, ref_grads = run('reference', torch.float64)
     for impl in impls:
         out, _, grads = run(impl, torch.float32)
-        assert_close(out, ref_out, rel=2e-5, what=f'{impl} out')
+        assert_rel_close(out, ref_out, rel=2e-5, what=f'{impl} out')
         for name, ref in ref_grads.items():
-            assert_close(grads[name], ref, rel=2e-5, what=f'{impl} d{name}')
+            assert_rel_close(grads[name], ref, rel=2e-5,
+                             what=f'{impl} d{name}')
 
 
 @pytest.mark.parametrize('config, dtype, mode', [

@@ -25,50 +25,17 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.registry import init_default_scope
+from helpers import assert_rel_close, ssp_recognizer
 
 from mmstop.models.backbones import BiMambaMixer
 from mmstop.models.converters import convert_official_ssp
-from mmstop.registry import MODELS
 
 # the forward is many small ops: one intra-op thread (tests/conftest.py;
 # measured for (c): 20 s with 1 thread, 305 s with 2, same load)
 pytestmark = [pytest.mark.parity, pytest.mark.usefixtures('one_thread')]
 
-# |a - e|.max() <= 2e-5 * |e|.max(): docs/parity.md#ssp-tolerances
-REL_TOL = 2e-5
 # (a), (b) and the full-size sequence (c): L = 1 + 8 * (196 + 3) = 1593
 GOLDEN = ['tiny_img64_T4_B2', 'middle_img64_T4_B2', 'tiny_img224_T8_B2']
-
-
-def assert_close(actual, expected, name, rel=REL_TOL):
-    assert actual.shape == expected.shape, (name, actual.shape,
-                                            expected.shape)
-    err = (actual.double() - expected.double()).abs().max().item()
-    bound = rel * expected.abs().max().item()
-    assert err <= bound, f'{name}: max error {err:.3g} > {bound:.3g}'
-    return err / max(expected.abs().max().item(), 1e-30)
-
-
-def build_recognizer(arch, img_size, num_frames, num_classes, ssp=None,
-                     **backbone_kwargs):
-    init_default_scope('mmaction')
-    embed_dims = (arch['embed_dims'] if isinstance(arch, dict) else
-                  dict(tiny=192, small=384, middle=576)[arch])
-    return MODELS.build(
-        dict(
-            type='Recognizer3D',
-            backbone=dict(
-                type='VideoMamba',
-                arch=arch,
-                img_size=img_size,
-                num_frames=num_frames,
-                ssp=ssp,
-                **backbone_kwargs),
-            cls_head=dict(
-                type='TimeSformerHead',
-                num_classes=num_classes,
-                in_channels=embed_dims)))
 
 
 def run_with_intermediates(recognizer, video):
@@ -327,27 +294,27 @@ def test_mixer_layer0_matches_golden(ssp_parity_dir, ssp_weights, device):
         y_f, y_b = (y.cpu() for y in mixer.forward_directions(
             g['u'].to(device)))
         out = mixer(g['u'].to(device)).cpu()
-    assert_close(y_f, g['y_forward'], 'y_forward')
-    assert_close(y_b, g['y_backward'], 'y_backward')
-    assert_close(out, g['out'], 'out')
+    assert_rel_close(y_f, g['y_forward'], 'y_forward')
+    assert_rel_close(y_b, g['y_backward'], 'y_backward')
+    assert_rel_close(out, g['out'], 'out')
     # the reference mixer of this file agrees too (it is used below)
     ref, ref_f, ref_b = reference_mixer(
         {k: v.double() for k, v in sd.items()}, 'layers.0.mixer.',
         g['u'].double())
-    assert_close(ref_f.transpose(1, 2), g['y_forward'], 'ref y_forward')
-    assert_close(ref_b.transpose(1, 2), g['y_backward'], 'ref y_backward')
-    assert_close(ref, g['out'], 'ref out')
+    assert_rel_close(ref_f.transpose(1, 2), g['y_forward'], 'ref y_forward')
+    assert_rel_close(ref_b.transpose(1, 2), g['y_backward'], 'ref y_backward')
+    assert_rel_close(ref, g['out'], 'ref out')
 
 
 @pytest.mark.parametrize('name', GOLDEN)
 def test_model_matches_golden(ssp_parity_dir, ssp_weights, name, device):
     g, sd, video = load_golden(ssp_parity_dir, ssp_weights, name)
     c = g['config']
-    model = build_recognizer(c['arch'], c['img_size'], c['num_frames'],
-                             c['num_classes'],
-                             ssp=dict(num_prompts=c['ours_num'],
-                                      hidden_dims=c['ours_inner_dim'],
-                                      attn_dims=c['ours_attn_dim']))
+    model = ssp_recognizer(c['arch'], c['img_size'], c['num_frames'],
+                           c['num_classes'],
+                           ssp=dict(num_prompts=c['ours_num'],
+                                    hidden_dims=c['ours_inner_dim'],
+                                    attn_dims=c['ours_attn_dim']))
     model.load_state_dict(convert_official_ssp(sd), strict=True)
     model.to(device).eval()
     video = video.to(device)
@@ -356,7 +323,7 @@ def test_model_matches_golden(ssp_parity_dir, ssp_weights, name, device):
             model, video).items()}
     saved = [k for k in g if k not in ('config', 'video_u8', 'logits_single')]
     assert set(saved) <= set(out), set(saved) - set(out)
-    errors = {k: assert_close(out[k], g[k], k) for k in saved}
+    errors = {k: assert_rel_close(out[k], g[k], k) for k in saved}
     print(name, {k: f'{v:.1e}' for k, v in errors.items()})
     if 'logits_single' in g:
         # The entropy max is batch-wide: alone, each video gives other logits.
@@ -366,7 +333,7 @@ def test_model_matches_golden(ssp_parity_dir, ssp_weights, name, device):
                     video[i:i + 1, None], test_mode=True)[0])
                 for i in range(video.shape[0])
             ]).cpu()
-        assert_close(single, g['logits_single'], 'logits_single')
+        assert_rel_close(single, g['logits_single'], 'logits_single')
         assert (single - out['logits']).abs().max() > 1e-5
 
 
@@ -377,12 +344,12 @@ def test_reference_matches_golden(ssp_parity_dir, ssp_weights):
     ref = reference_forward(sd, video, grid,
                             num_prompts=g['config']['ours_num'])
     for k in ('logits', 'features', 'entropy_weights'):
-        assert_close(ref[k], g[k], k)
+        assert_rel_close(ref[k], g[k], k)
     single = torch.cat([
         reference_forward(sd, video[i:i + 1], grid)['logits']
         for i in range(video.shape[0])
     ])
-    assert_close(single, g['logits_single'], 'logits_single')
+    assert_rel_close(single, g['logits_single'], 'logits_single')
 
 
 # --------------------------------------------------------------------------
@@ -428,8 +395,8 @@ def test_model_matches_reference(ssp_weights, name):
     cfg = dict(OTHER_CONFIGS[name])
     batch, classes = cfg.pop('batch'), cfg.pop('classes')
     ssp = cfg.pop('ssp')
-    model = build_recognizer(cfg.pop('arch'), cfg.pop('img_size'),
-                             cfg.pop('num_frames'), classes, ssp=ssp, **cfg)
+    model = ssp_recognizer(cfg.pop('arch'), cfg.pop('img_size'),
+                           cfg.pop('num_frames'), classes, ssp=ssp, **cfg)
     bb = model.backbone
     # Weights of the kinds of weights.py, keyed by the official names.
     official = {
@@ -451,11 +418,11 @@ def test_model_matches_reference(ssp_weights, name):
         heads=ssp.get('num_heads', 8),
         kernel=ssp.get('kernel_size', (1, 1, 1)),
         entropy_max=ssp.get('entropy_max', 'batch'))
-    assert_close(out['logits'], ref['logits'], 'logits')
-    assert_close(out['features'], ref['features'], 'features')
+    assert_rel_close(out['logits'], ref['logits'], 'logits')
+    assert_rel_close(out['features'], ref['features'], 'features')
     if ref['entropy_weights'] is not None:
-        assert_close(out['entropy_weights'], ref['entropy_weights'],
-                     'entropy_weights')
+        assert_rel_close(out['entropy_weights'], ref['entropy_weights'],
+                         'entropy_weights')
     # the SSP paths are exercised: every prompt slot written is non-zero
     if bb.ssp is not None and bb.num_prompts:
         assert (out['prompts_all'].abs().amax(-1) > 0).all()

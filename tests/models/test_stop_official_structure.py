@@ -52,24 +52,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stop_helpers import official_layout_forward
+from helpers import STOP_TOL32, STOP_TOL64
+from helpers.stop import official_layout_forward
 
 from mmstop.models.backbones import STOPCLIP
 from mmstop.models.converters import convert_official_stop
 
 pytestmark = pytest.mark.parity
 
-# docs/parity.md#stop-tolerances (float32)
-TOL32 = {
-    'prompted_pixels': 1e-5, 'prompted_pixels_v0': 1e-5,
-    'prompted_pixels_s4': 1e-5, 'prompted_pixels_s8': 1e-5,
-    'mask_pooled': 2e-6, 'h0': 1e-4, 'inter_attn': 5e-5, 'w_raw': 2e-7,
-    'w': 1e-5, 'inter_prompt': 5e-5, 'TP': 2e-5, 'VP': 2e-5,
-    'vis_global_layers': 1e-4, 'vis_cls_layers': 1e-4,
-    'txt_eot_layers': 1e-4, 'video_feature': 5e-5, 'text_feature': 5e-5,
-    'sim': 1e-4, 'logit_scale_exp': 1e-5
-}
-TOL64 = 1e-10
 # every tensor both implementations expose (golden-data names,
 # docs/parity.md#stop-golden-data)
 COMPARED = ('prompted_pixels', 'mask_pooled', 'h0', 'inter_attn', 'w_raw', 'w',
@@ -496,7 +486,7 @@ def assert_same(actual, expected, f64, keys=COMPARED):
     for key in keys:
         a, e = actual[key], expected[key]
         assert tuple(a.shape) == tuple(e.shape), (key, a.shape, e.shape)
-        atol = TOL64 if f64 else TOL32[key]
+        atol = STOP_TOL64 if f64 else STOP_TOL32[key]
         torch.testing.assert_close(
             a.to(e.dtype), e, rtol=0, atol=atol,
             msg=lambda m, key=key: f'{key}: {m}')
@@ -508,7 +498,7 @@ def assert_decisive(ref, f64):
     scores (docs/parity.md#stop-golden-data), else a mask mismatch would say
     nothing."""
     margin = float(ref['mask_margin'])
-    assert margin > (1e-9 if f64 else TOL32['mask_pooled']), \
+    assert margin > (1e-9 if f64 else STOP_TOL32['mask_pooled']), \
         f'mask margin {margin} too small: choose other input frames'
     assert torch.isfinite(ref['video_feature']).all()
 
@@ -602,7 +592,7 @@ def test_batch_coupling_matches_official(stop_parity_dir, stop_weights, small):
     all B*T frames), identically in mmstop and in the official forward."""
     mode, T, B = 'transformer', 2, 3
     f64 = small
-    tol = TOL64 if f64 else TOL32['video_feature']
+    tol = STOP_TOL64 if f64 else STOP_TOL32['video_feature']
     model, sd, frames, ids, ref, out = _compare_cached(
         stop_parity_dir, stop_weights, mode, T, B, f64, small)
     heads = ((SMALL_ARCH['vision_heads'], SMALL_ARCH['text_heads'])
@@ -632,7 +622,7 @@ def test_batch_coupling_matches_official(stop_parity_dir, stop_weights, small):
         # the text tower does not depend on the batch
         torch.testing.assert_close(
             out_sub['text_feature'], out['text_feature'][keep], rtol=0,
-            atol=TOL64 if f64 else TOL32['text_feature'])
+            atol=STOP_TOL64 if f64 else STOP_TOL32['text_feature'])
 
 
 @pytest.mark.slow

@@ -17,23 +17,13 @@ import runpy
 import pytest
 import torch
 
-from stop_helpers import official_layout_forward
+from helpers import STOP_TOL32, STOP_TOL64
+from helpers.stop import official_layout_forward
 
 from mmstop.models.backbones import STOPCLIP
 from mmstop.models.converters import convert_official_stop
 
 pytestmark = pytest.mark.parity
-
-# docs/parity.md#stop-tolerances (float32)
-TOL32 = {
-    'prompted_pixels_v0': 1e-5, 'prompted_pixels_s4': 1e-5,
-    'prompted_pixels_s8': 1e-5, 'mask_pooled': 2e-6, 'h0': 1e-4,
-    'inter_attn': 5e-5, 'w_raw': 2e-7, 'w': 1e-5, 'inter_prompt': 5e-5,
-    'TP': 2e-5, 'VP': 2e-5, 'vis_global_layers': 1e-4,
-    'vis_cls_layers': 1e-4, 'txt_eot_layers': 1e-4, 'video_feature': 5e-5,
-    'text_feature': 5e-5, 'sim': 1e-4, 'logit_scale_exp': 1e-5
-}
-TOL64 = 1e-10
 
 _STATE_DICTS = {}
 
@@ -89,7 +79,7 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
         actual = actual_tensor(out, key).cpu().to(ref.dtype)
         assert actual.shape == ref.shape, key
         torch.testing.assert_close(
-            actual, ref, rtol=0, atol=TOL64 if f64 else TOL32[key],
+            actual, ref, rtol=0, atol=STOP_TOL64 if f64 else STOP_TOL32[key],
             msg=lambda m, key=key: f'{key}: {m}')
         checked.append(key)
     # every stage was compared (the T12_B3 float64 files hold no per-layer
@@ -111,14 +101,14 @@ def test_stages_a_to_c_full_size(stop_parity_dir, stop_weights, device):
     assert torch.equal(out['mask'], expected['mask'])
     torch.testing.assert_close(
         out['prompted_pixels'][0], expected['prompted_pixels_v0'], rtol=0,
-        atol=TOL32['prompted_pixels_v0'])
+        atol=STOP_TOL32['prompted_pixels_v0'])
     torch.testing.assert_close(
-        out['h0'].flatten(0, 1), expected['h0'], rtol=0, atol=TOL32['h0'])
+        out['h0'].flatten(0, 1), expected['h0'], rtol=0, atol=STOP_TOL32['h0'])
     torch.testing.assert_close(
         out['inter_attn'], expected['inter_attn'], rtol=0,
-        atol=TOL32['inter_attn'])
+        atol=STOP_TOL32['inter_attn'])
     for key in ('mask_pooled', 'w_raw', 'w'):
-        torch.testing.assert_close(out[key], expected[key], rtol=0, atol=TOL32[key])
+        torch.testing.assert_close(out[key], expected[key], rtol=0, atol=STOP_TOL32[key])
 
 
 @pytest.mark.parametrize('mode,T', [('transformer', 4), ('transformer', 12),

@@ -6,9 +6,10 @@ import os.path as osp
 import re
 import sys
 
+from helpers import REPO_ROOT
+
 from mmstop.datasets import generate_demo_dataset
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BAD = ('zero_bytes.mp4', 'truncated.mp4', 'not_a_video.mp4')
 
 

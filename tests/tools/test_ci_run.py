@@ -5,7 +5,8 @@ import os.path as osp
 import subprocess
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from helpers import REPO_ROOT
+
 CI_RUN = osp.join(REPO_ROOT, '.ci', 'run')
 
 

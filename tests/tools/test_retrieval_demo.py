@@ -9,16 +9,14 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO_ROOT
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
-from conftest import REPO_ROOT
-
 from mmstop.datasets import generate_demo_dataset
 from mmstop.registry import DATASETS, MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py')
 BATCH = 4
 
@@ -110,8 +108,8 @@ def test_query_prints_top_k_videos(tool, embedded, model_and_ckpt, capsys):
     for text, ranked, row in zip(texts, results, scores):
         assert len(ranked) == 3
         order = torch.argsort(row, descending=True)[:3].tolist()
-        assert [name for name, _ in ranked] == [data['files'][i]
-                                                 for i in order]
+        assert [name for name, _ in ranked] == [
+            data['files'][i] for i in order]
         assert [s for _, s in ranked] == pytest.approx(
             row[order].tolist(), abs=1e-5)
         assert f'query: {text!r}' in out

@@ -10,18 +10,16 @@ from typing import Tuple
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.registry import init_default_scope
 from torch import nn
 
 from mmstop.utils.checkpoint import (CheckpointMismatchError,
                                      CorruptCheckpointError,
-                                     UnsafeCheckpointError,
-                                     checkpoint_problem,
+                                     UnsafeCheckpointError, checkpoint_problem,
                                      find_resumable_checkpoint,
                                      load_state_dict_checked, safe_torch_load)
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 class Payload:
@@ -244,7 +242,7 @@ def test_malicious_pickle_over_http_never_runs(malicious, tmp_path,
     try:
         url = f'http://127.0.0.1:{server.server_port}/malicious.pth'
         with pytest.raises(UnsafeCheckpointError,
-                           match=r'malicious\.pth.*open') as err:
+                           match=r'malicious\.pth.*open'):
             _load_checkpoint(url, map_location='cpu')
         # open-mmlab:// and torchvision:// reach MMEngine's http loader
         # through its module global, which is the safe one too

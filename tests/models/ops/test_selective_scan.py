@@ -5,8 +5,8 @@ import os.path as osp
 
 import pytest
 import torch
-
-from scan_helpers import assert_close, make_inputs, scan, select
+from helpers import assert_rel_close
+from helpers.scan import make_inputs, scan, select
 
 from mmstop.models.ops import selective_scan_fast, selective_scan_reference
 
@@ -36,10 +36,10 @@ def test_matches_golden(golden, impl):
     out, last = scan(impl, dict(x, z=golden['z']), delta_softplus=True,
                      return_last_state=True)
     assert out.dtype == torch.float32
-    assert_close(out, golden['out'], what='out')
-    assert_close(last, golden['last_state'], what='last_state')
+    assert_rel_close(out, golden['out'], what='out')
+    assert_rel_close(last, golden['last_state'], what='last_state')
     out_no_z = scan(impl, x, delta_softplus=True)
-    assert_close(out_no_z, golden['out_no_z'], what='out_no_z')
+    assert_rel_close(out_no_z, golden['out_no_z'], what='out_no_z')
     # the golden data do depend on the gate and on delta_bias
     assert (golden['out'] - golden['out_no_z']).abs().max() > 1e-2
     no_bias = dict(x, delta_bias=None)
@@ -54,8 +54,8 @@ def test_fast_golden_small_tiles(golden):
     out, last = selective_scan_fast(
         **x, z=golden['z'], delta_softplus=True, return_last_state=True,
         tile_elems=1, step_elems=40)
-    assert_close(out, golden['out'], what='out')
-    assert_close(last, golden['last_state'], what='last_state')
+    assert_rel_close(out, golden['out'], what='out')
+    assert_rel_close(last, golden['last_state'], what='last_state')
 
 
 # ------------------------------------------------------- fast vs reference
@@ -87,8 +87,8 @@ def test_fast_matches_reference(case):
         out, last = selective_scan_fast(
             **inputs, delta_softplus=softplus, return_last_state=True,
             **tiling)
-        assert_close(out, ref, rel=1e-5, what=f'out {tiling}')
-        assert_close(last, ref_last, rel=1e-5, what=f'last {tiling}')
+        assert_rel_close(out, ref, rel=1e-5, what=f'out {tiling}')
+        assert_rel_close(last, ref_last, rel=1e-5, what=f'last {tiling}')
     assert torch.equal(scan('auto', inputs, delta_softplus=softplus),
                        scan('fast', inputs, delta_softplus=softplus))
 
@@ -101,8 +101,8 @@ def test_fast_at_real_width():
     out, last = selective_scan_fast(
         **inputs, delta_softplus=True, return_last_state=True,
         step_elems=4096)
-    assert_close(out, ref, rel=1e-5, what='out')
-    assert_close(last, ref_last, rel=1e-5, what='last')
+    assert_rel_close(out, ref, rel=1e-5, what='out')
+    assert_rel_close(last, ref_last, rel=1e-5, what='last')
 
 
 def test_non_contiguous_inputs():
@@ -118,7 +118,7 @@ def test_non_contiguous_inputs():
     ref = selective_scan_reference(x['u'], x['delta'], x['A'], x['B'],
                                    x['C'], **dict(args, z=x['z']))
     out = selective_scan_fast(u, x['delta'], x['A'], B, C, **args)
-    assert_close(out, ref, rel=1e-5)
+    assert_rel_close(out, ref, rel=1e-5)
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
@@ -137,7 +137,7 @@ def test_float64_stays_float64():
     out, last = scan('fast', x, return_last_state=True)
     assert out.dtype == last.dtype == torch.float64
     ref = scan('reference', x)
-    assert_close(out, ref, rel=1e-12)
+    assert_rel_close(out, ref, rel=1e-12)
 
 
 def test_large_negative_delta_a_does_not_overflow():
@@ -147,7 +147,7 @@ def test_large_negative_delta_a_does_not_overflow():
     ref = scan('reference', x, delta_softplus=True)
     out = scan('fast', x, delta_softplus=True)
     assert torch.isfinite(out).all()
-    assert_close(out, ref, rel=1e-5)
+    assert_rel_close(out, ref, rel=1e-5)
 
 
 # -------------------------------------------------------------- gradients
@@ -190,8 +190,8 @@ def test_fast_gradients_match_reference(case):
             if length == 1 and name == 'A':  # h_prev = 0: dA is exactly 0
                 assert got[name].abs().max() == 0
                 continue
-            assert_close(got[name], ref[name], rel=1e-10,
-                         what=f'{key} d{name}')
+            assert_rel_close(got[name], ref[name], rel=1e-10,
+                             what=f'{key} d{name}')
 
 
 def test_fast_gradcheck():
@@ -218,7 +218,7 @@ def test_fp32_gradients_close_to_reference():
         out.square().sum().backward()
         res.append({k: v.grad for k, v in leaves.items()})
     for name in x:
-        assert_close(res[1][name], res[0][name], rel=1e-5, what=name)
+        assert_rel_close(res[1][name], res[0][name], rel=1e-5, what=name)
 
 
 # ------------------------------------------------------ errors / dispatch
@@ -291,7 +291,7 @@ def test_fast_worker_threads_match_reference(worker_threads, groups):
         grads = torch.autograd.grad(loss, list(leaves.values()))
         results.append((out, last, dict(zip(leaves, grads))))
     (o_r, l_r, g_r), (o_f, l_f, g_f) = results
-    assert_close(o_f, o_r, rel=1e-10, what='out')
-    assert_close(l_f, l_r, rel=1e-10, what='last')
+    assert_rel_close(o_f, o_r, rel=1e-10, what='out')
+    assert_rel_close(l_f, l_r, rel=1e-10, what='last')
     for name in g_r:
-        assert_close(g_f[name], g_r[name], rel=1e-10, what=f'd{name}')
+        assert_rel_close(g_f[name], g_r[name], rel=1e-10, what=f'd{name}')

@@ -14,13 +14,13 @@ import types
 
 import pytest
 import torch
-from scan_helpers import make_inputs, scan
+from helpers import REPO_ROOT
+from helpers.scan import make_inputs, scan
 
 from mmstop.models.ops import IMPL_ENV, resolve_impl
 
 scan_module = importlib.import_module('mmstop.models.ops.selective_scan')
 HERE = osp.dirname(osp.abspath(__file__))
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(HERE)))
 
 
 def test_kernels_under_interpreter():

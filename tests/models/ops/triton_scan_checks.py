@@ -20,7 +20,8 @@ import os
 
 import pytest
 import torch
-from scan_helpers import assert_close, forward_backward, make_inputs, select
+from helpers import assert_rel_close
+from helpers.scan import forward_backward, make_inputs, select
 
 from mmstop.models.ops import selective_scan_reference
 
@@ -87,13 +88,13 @@ def check(got, ref, rel, dtype=None):
         assert out.dtype == dtype
         r_out = r_out.to(dtype)
         r_grads = {k: v.to(dtype) for k, v in r_grads.items()}
-    assert_close(out.cpu(), r_out, rel, 'out')
-    assert_close(last.cpu(), r_last, rel, 'last state')
+    assert_rel_close(out.cpu(), r_out, 'out', rel=rel)
+    assert_rel_close(last.cpu(), r_last, 'last state', rel=rel)
     for name, r_grad in r_grads.items():
         if r_grad.abs().max() == 0:  # e.g. dA with one step: exactly 0
             assert grads[name].abs().max() == 0, f'd{name}'
             continue
-        assert_close(grads[name].cpu(), r_grad, rel, f'd{name}')
+        assert_rel_close(grads[name].cpu(), r_grad, f'd{name}', rel=rel)
 
 
 @pytest.mark.parametrize('case', CASES, ids=case_id)
@@ -134,7 +135,7 @@ def test_non_contiguous_inputs():
         u.to(**to), delta.to(**to), x['A'].to(**to), B.to(**to), C.to(**to),
         z=z.to(**to), **{k: v.to(**to) if torch.is_tensor(v) else v
                          for k, v in kw.items()})
-    assert_close(out.cpu(), ref, 1e-5)
+    assert_rel_close(out.cpu(), ref, rel=1e-5)
 
 
 def test_output_gradient_only_and_state_gradient_only():
@@ -151,11 +152,11 @@ def test_output_gradient_only_and_state_gradient_only():
         **ref_leaves, delta_softplus=True, return_last_state=True)
     (r_u, ) = torch.autograd.grad(r_last.sum(), [ref_leaves['u']],
                                   retain_graph=True)
-    assert_close(g_u.cpu(), r_u, 1e-5, 'du from last state only')
+    assert_rel_close(g_u.cpu(), r_u, 'du from last state only', rel=1e-5)
     # out only: the path through `last` contributes nothing
     (g_u, ) = torch.autograd.grad(out.sum(), [leaves['u']])
     (r_u, ) = torch.autograd.grad(r_out.sum(), [ref_leaves['u']])
-    assert_close(g_u.cpu(), r_u, 1e-5, 'du from out only')
+    assert_rel_close(g_u.cpu(), r_u, 'du from out only', rel=1e-5)
 
 
 def test_large_negative_delta_a_does_not_overflow():
@@ -171,9 +172,10 @@ def test_large_negative_delta_a_does_not_overflow():
                            torch.ones(1, 4, 30, dtype=torch.float64),
                            delta_softplus=True)
     assert all(torch.isfinite(g).all() for g in got[2].values())
-    assert_close(got[0].cpu(), ref[0], 1e-5)
+    assert_rel_close(got[0].cpu(), ref[0], rel=1e-5)
     for name in ref[2]:
-        assert_close(got[2][name].cpu(), ref[2][name], 1e-5, f'd{name}')
+        assert_rel_close(got[2][name].cpu(), ref[2][name], f'd{name}',
+                         rel=1e-5)
 
 
 def test_mixer_with_triton_scan_matches_reference():
@@ -194,6 +196,7 @@ def test_mixer_with_triton_scan_matches_reference():
             for n, p in mixer.named_parameters()
         }))
     (r_out, r_grads), (out, grads) = results
-    assert_close(out, r_out, 1e-5, 'mixer out')
+    assert_rel_close(out, r_out, 'mixer out', rel=1e-5)
     for name in r_grads:
-        assert_close(grads[name], r_grads[name], 1e-4, f'mixer d{name}')
+        assert_rel_close(grads[name], r_grads[name], f'mixer d{name}',
+                         rel=1e-4)

@@ -5,13 +5,13 @@ run where the interface says, without touching the backbone."""
 import pytest
 import torch
 import torch.nn as nn
+from helpers import TINY_ARCH_SHORT_TEXT
 
 from mmstop.models.backbones import STOPCLIP
 from mmstop.models.prompts import (BaseInterFramePrompt, BaseIntraFramePrompt,
                                    InterFramePrompts, IntraFramePromptOutput)
 
-ARCH = dict(base='tiny', image_size=32, patch_size=8, vocab_size=512,
-            context_length=16)
+ARCH = TINY_ARCH_SHORT_TEXT
 B, T, N, WIDTH = 2, 3, 16, 64
 
 

@@ -2,12 +2,10 @@
 """STOPRecognizer: text-encoder classifier, caching, frozen set, multi-view."""
 import pytest
 import torch
+from helpers import TINY_FRAMES, TINY_WIDTH, build_model, tiny_stop_backbone
 from mmaction.structures import ActionDataSample
-from mmengine.registry import init_default_scope
 
-from mmstop.registry import MODELS
-
-NUM_FRAMES = 4
+NUM_FRAMES = TINY_FRAMES
 CLASSES = ['moving up', 'moving down', 'growing']
 
 
@@ -23,24 +21,14 @@ class AuxLossNeck(torch.nn.Module):
 
 
 def tiny_recognizer(neck=None, **head):
-    init_default_scope('mmaction')
-    cfg = dict(
+    return build_model(dict(
         neck=neck,
         type='STOPRecognizer',
-        backbone=dict(
-            type='STOPCLIP',
-            arch=dict(base='tiny', image_size=32, patch_size=8),
-            num_frames=NUM_FRAMES,
-            intra_prompt=dict(kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3)),
-            inter_prompt=dict(normalize='video', kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3))),
+        backbone=tiny_stop_backbone(inter_prompt=dict(normalize='video')),
         cls_head=dict(type='TextClassifierHead', class_names=CLASSES,
-                      in_channels=64, **head),
+                      in_channels=TINY_WIDTH, **head),
         data_preprocessor=dict(type='ActionDataPreprocessor',
-                               format_shape='NCTHW'))
-    torch.manual_seed(0)
-    return MODELS.build(cfg)
+                               format_shape='NCTHW')))
 
 
 def samples(n):

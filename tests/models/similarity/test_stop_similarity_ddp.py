@@ -30,34 +30,20 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import TINY_FRAMES, TINY_IMAGE, tiny_stop_similarity
 
 WORLD = 2
 GLOBAL_BATCH = 4
 STEPS = 3
 LR = 0.05
-NUM_FRAMES, IMAGE, CONTEXT = 4, 32, 16
+NUM_FRAMES, IMAGE, CONTEXT = TINY_FRAMES, TINY_IMAGE, 16
 TIMEOUT = 300  # seconds for the spawned processes
 
 
 def build_model(gather_grad):
-    from mmengine.registry import init_default_scope
-
-    import mmstop  # noqa: F401
-    from mmstop.registry import MODELS
-    init_default_scope('mmaction')
-    torch.manual_seed(0)
-    return MODELS.build(dict(
-        type='STOPSimilarity',
-        gather_grad=gather_grad,
-        backbone=dict(
-            type='STOPCLIP',
-            arch=dict(base='tiny', image_size=IMAGE, patch_size=8),
-            num_frames=NUM_FRAMES,
-            intra_prompt=dict(kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3), dropout=0.),
-            inter_prompt=dict(kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3),
-                              normalize='video'))))
+    return tiny_stop_similarity(intra_prompt=dict(dropout=0.),
+                                inter_prompt=dict(normalize='video'),
+                                gather_grad=gather_grad)
 
 
 def global_batch():

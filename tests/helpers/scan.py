@@ -1,16 +1,8 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-"""Inputs and comparisons shared by the selective-scan tests."""
+"""Inputs shared by the selective-scan tests."""
 import torch
 
 from mmstop.models.ops import selective_scan
-
-
-def assert_close(actual, expected, rel=2e-5, what=''):
-    """Max abs error relative to max |expected| (the golden data's recipe)."""
-    assert actual.shape == expected.shape, what
-    err = (actual.double() - expected.double()).abs().max().item()
-    scale = max(expected.double().abs().max().item(), 1e-30)
-    assert err <= rel * scale, f'{what}: {err:.3e} > {rel} * {scale:.3e}'
 
 
 def make_inputs(batch, channels, length, state, groups=None, seed=0,

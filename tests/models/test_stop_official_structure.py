@@ -25,13 +25,13 @@ the official data layout and operation order:
   ``argmax(ids) + 4``; video feature = first global token after ``ln_post``
   and ``proj``.
 
-The reference is first proved against the golden files (T=4, B=2; the slow
-tests add float64 and T=12, B=3), then mmstop is compared with it at other
-``(T, B, mode)``:
+The reference is first proved against the golden files (T=4, B=2 and
+T=12, B=3 in float32, T=4 also in float64; ``slow`` tests), then mmstop is
+compared with it at other ``(T, B, mode)``:
 
 * full ViT-B/32 size, float32, golden tolerances (the official module is only
   defined at this size: 224 px, width 768, 12 layers, 49 patches are hard
-  coded in it);
+  coded in it); ``slow`` tests, as every test that builds this size;
 * a *reduced* model (32 px, patch 8, 4x4 grid, width 128, 3 layers), float64,
   atol 1e-10. The official code cannot run at this size; the reduced
   reference takes every size from the state-dict shapes. It checks the
@@ -51,7 +51,6 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import STOP_TOL32, STOP_TOL64
 from helpers.stop import official_layout_forward
 
@@ -100,7 +99,7 @@ def _conv3d(x, weight, bias, padding):
     pt, ph, pw = padding
     B, C, T, H, W = x.shape
     O, _, kt, kh, kw = weight.shape
-    xp = F.pad(x, (0, 0, 0, 0, pt, pt)).transpose(1, 2)       # [B, T+2pt, C, H, W]
+    xp = F.pad(x, (0, 0, 0, 0, pt, pt)).transpose(1, 2)  # [B, T+2pt, C, H, W]
     out = torch.zeros(B * T, O, H + 2 * ph - kh + 1, W + 2 * pw - kw + 1,
                       dtype=x.dtype)
     budget = 3e7  # float64 values of one im2col buffer (240 MB)
@@ -137,7 +136,8 @@ def _mha(sd, prefix, q, k, v, heads, attn_mask=None):
 
 
 def _mlp(sd, p, x):
-    h = _quick_gelu(F.linear(x, sd[p + 'mlp.c_fc.weight'], sd[p + 'mlp.c_fc.bias']))
+    h = _quick_gelu(
+        F.linear(x, sd[p + 'mlp.c_fc.weight'], sd[p + 'mlp.c_fc.bias']))
     return F.linear(h, sd[p + 'mlp.c_proj.weight'], sd[p + 'mlp.c_proj.bias'])
 
 
@@ -192,7 +192,8 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
     D = sd['visual.conv1.weight'].shape[0]
     P = sd['visual.conv1.weight'].shape[-1]
     G = H // P
-    n_layers = sum(1 for k in sd if k.startswith('visual.transformer.resblocks.')
+    n_layers = sum(1 for k in sd
+                   if k.startswith('visual.transformer.resblocks.')
                    and k.endswith('.ln_1.weight'))
     tp = 'visual.TemporalPrompt.'
     out = {}
@@ -200,13 +201,17 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
     # A: intra-frame prompt in pixel space (TemporalPrompt_3.forward/get_mask)
     x = frames.reshape(B, T, C, H, W)
     pr = x.permute(0, 2, 1, 3, 4)
-    pr = _conv3d(pr, sd[tp + 'Conv.0.weight'], sd[tp + 'Conv.0.bias'], (1, 5, 5))
-    pr = _conv3d(pr, sd[tp + 'Conv.1.weight'], sd[tp + 'Conv.1.bias'], (1, 5, 5))
+    pr = _conv3d(pr, sd[tp + 'Conv.0.weight'], sd[tp + 'Conv.0.bias'],
+                 (1, 5, 5))
+    pr = _conv3d(pr, sd[tp + 'Conv.1.weight'], sd[tp + 'Conv.1.bias'],
+                 (1, 5, 5))
     pr = _prelu(pr, sd[tp + 'Conv.2.weight'])
-    pr = _conv3d(pr, sd[tp + 'Conv.3.weight'], sd[tp + 'Conv.3.bias'], (1, 5, 5))
+    pr = _conv3d(pr, sd[tp + 'Conv.3.weight'], sd[tp + 'Conv.3.bias'],
+                 (1, 5, 5))
     pr = _prelu(pr, sd[tp + 'Conv.4.weight'])
-    pr = _conv3d(pr, sd[tp + 'Conv.5.weight'], sd[tp + 'Conv.5.bias'], (1, 5, 5))
-    pr = pr.permute(0, 2, 3, 4, 1)                                # [B,T,H,W,16]
+    pr = _conv3d(pr, sd[tp + 'Conv.5.weight'], sd[tp + 'Conv.5.bias'],
+                 (1, 5, 5))
+    pr = pr.permute(0, 2, 3, 4, 1)  # [B,T,H,W,16]
     pr = F.linear(pr, sd[tp + 'MLP.0.weight'], sd[tp + 'MLP.0.bias'])
     pr = _prelu(pr, sd[tp + 'MLP.1.weight'])
     pr = F.linear(pr, sd[tp + 'MLP.2.weight'], sd[tp + 'MLP.2.bias'])
@@ -218,7 +223,8 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
     ranked = pooled.reshape(B, T, -1).sort(dim=2, descending=True)[0]
     mask = pooled > ranked[:, :, TOP_K][:, :, None, None]
     out.update(mask_pooled=pooled, mask=mask,
-               mask_margin=(ranked[:, :, TOP_K - 1] - ranked[:, :, TOP_K]).min())
+               mask_margin=(ranked[:, :, TOP_K - 1] -
+                            ranked[:, :, TOP_K]).min())
     pix = mask[:, :, None, :, None, :].repeat(1, 1, H // G, 1, W // G, 1)
     pix = pix.reshape(B, T, H, W)[:, :, None]
     x = x + pr * 0.05 + pr * pix * 0.05
@@ -234,19 +240,20 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
     N = h0.shape[1] - 1
 
     # C: inter-frame prompt (get_inter_frame_prompt / get_mask_Inter)
-    z = h0.reshape(B, T, N + 1, D)[:, :, 1:].reshape(B, T * N, D).permute(1, 0, 2)
+    z = h0.reshape(B, T, N + 1, D)[:, :, 1:].reshape(B, T * N, D)
+    z = z.permute(1, 0, 2)
     z = _mha(sd, tp + 'Attention.', z, z, z, vision_heads)
     z = z.permute(1, 0, 2).reshape(B, T, N, D)
     out['inter_attn'] = z
-    vol = z[:, None]                                               # [B,1,T,N,D]
+    vol = z[:, None]  # [B,1,T,N,D]
     var = _conv3d(vol, sd[tp + 'Cal_Net_Inter.weight'],
                   sd[tp + 'Cal_Net_Inter.bias'], (2, 5, 5)).squeeze(1)
     var = var + var * mask.reshape(B, T, N, 1)
     w_raw = var.mean(dim=(2, 3))
     w = (w_raw - w_raw.min()) / (w_raw.max() - w_raw.min())      # whole batch
     out.update(w_raw=w_raw, w=w)
-    q = _conv3d(vol, sd[tp + 'InterConv.0.weight'], sd[tp + 'InterConv.0.bias'],
-                (1, 7, 12))
+    q = _conv3d(vol, sd[tp + 'InterConv.0.weight'],
+                sd[tp + 'InterConv.0.bias'], (1, 7, 12))
     q = _prelu(q, sd[tp + 'InterConv.1.weight'])
     q = _conv3d(q, sd[tp + 'InterConv.2.weight'], sd[tp + 'InterConv.2.bias'],
                 (1, 7, 12)).squeeze(1)
@@ -261,30 +268,32 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
 
     # D: DGL prompts (encode_prompt), one batch copy
     if mode == 'transformer':
-        emb = sd['unified_prompt_embedding.weight']                # [8+4T, nL*D]
+        emb = sd['unified_prompt_embedding.weight']  # [8+4T, nL*D]
         u = emb.reshape(emb.shape[0], n_layers, D)          # LND: [Lp, nL, D]
         pp = 'PromptTransformer.resblocks.0.'
         u_ln = _ln(sd, pp + 'ln_1', u)
         u = u + _mha(sd, pp + 'attn.', u_ln, u_ln, u_ln, D // 64)
         u = u + _mlp(sd, pp, _ln(sd, pp + 'ln_2', u))
-        u = u.permute(1, 0, 2)                                     # [nL, Lp, D]
-        t = _quick_gelu(F.linear(u[:, :2 * N_PREFIX], sd['unified_prompt_mlp.c_fc.weight'],
+        u = u.permute(1, 0, 2)  # [nL, Lp, D]
+        t = _quick_gelu(F.linear(u[:, :2 * N_PREFIX],
+                                 sd['unified_prompt_mlp.c_fc.weight'],
                                  sd['unified_prompt_mlp.c_fc.bias']))
         tprompt = F.linear(t, sd['unified_prompt_mlp.c_proj.weight'],
                            sd['unified_prompt_mlp.c_proj.bias'])
-        vprompt = u[:, 2 * N_PREFIX:]                              # [nL, 4T, D]
+        vprompt = u[:, 2 * N_PREFIX:]  # [nL, 4T, D]
         local = vprompt
     else:
         theta = sd['visual_prompt_embedding'][0]                   # [4, nL*D]
-        vprompt = theta.reshape(N_LOCAL, n_layers, D).permute(1, 0, 2)  # [nL,4,D]
+        # [nL,4,D]
+        vprompt = theta.reshape(N_LOCAL, n_layers, D).permute(1, 0, 2)
         tprompt = torch.cat([
             F.linear(vprompt, sd['prefix_text_prompt_proj_layer.weight'],
                      sd['prefix_text_prompt_proj_layer.bias']),
             F.linear(vprompt, sd['postfix_text_prompt_proj_layer.weight'],
                      sd['postfix_text_prompt_proj_layer.bias'])], dim=1)
-        local = vprompt.repeat(1, T, 1)                            # tiled T times
+        local = vprompt.repeat(1, T, 1)  # tiled T times
     out.update(TP=tprompt, VP=vprompt)
-    local = local[:, None] + inter[None]                           # [nL,B,4T,D]
+    local = local[:, None] + inter[None]  # [nL,B,4T,D]
 
     # E-G: token sequence (incorporate_prompt), deep prompts, blocks
     tok = h0.reshape(B, T, N + 1, D)
@@ -301,14 +310,15 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
             rest = seq[N_GLOBAL:].reshape(S, T, B, D)
             rest = torch.cat([rest[:1], lp, rest[1 + N_LOCAL:]], dim=0)
             seq = torch.cat([seq[:N_GLOBAL], rest.reshape(-1, B, D)], dim=0)
-        seq = _visual_block(sd, f'visual.transformer.resblocks.{layer}.', seq, T,
-                            vision_heads)
+        seq = _visual_block(sd, f'visual.transformer.resblocks.{layer}.', seq,
+                            T, vision_heads)
         globals_.append(seq[:N_GLOBAL].permute(1, 0, 2))
         cls_.append(seq[N_GLOBAL:N_GLOBAL + T].permute(1, 0, 2))   # slot 0
     hid = _ln(sd, 'visual.ln_post', seq.permute(1, 0, 2)) @ sd['visual.proj']
     video = hid[:, 0]
     out.update(vis_global_layers=torch.stack(globals_),
-               vis_cls_layers=torch.stack(cls_), video_feature=video)
+               vis_cls_layers=torch.stack(cls_), video_feature=video,
+               visual_tokens=hid)                                 # [B,L,E]
 
     # text (encode_text / incorporate_text_prompt / forward_deep_text_prompt)
     L = ids.shape[1]
@@ -330,10 +340,11 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
             seq = insert(seq[:1].permute(1, 0, 2),
                          seq[N_PREFIX + 1:N_PREFIX + L].permute(1, 0, 2),
                          layer).permute(1, 0, 2)
-        seq = _text_block(sd, f'transformer.resblocks.{layer}.', seq, text_heads,
-                          causal)
+        seq = _text_block(sd, f'transformer.resblocks.{layer}.', seq,
+                          text_heads, causal)
         eots.append(seq[eot, rows])
-    text = (_ln(sd, 'ln_final', seq.permute(1, 0, 2)) @ sd['text_projection'])[rows, eot]
+    text = (_ln(sd, 'ln_final', seq.permute(1, 0, 2)) @
+            sd['text_projection'])[rows, eot]
     out.update(txt_eot_layers=torch.stack(eots), text_feature=text)
 
     scale = sd['logit_scale'].exp()
@@ -369,7 +380,8 @@ def _make(weights, name, shape):
 
 def full_state_dict(weights, T, mode):
     """``weights.official_state_dict(T, mode)``, frozen keys cached."""
-    return {k: _make(weights, k, s) for k, s, _ in weights.official_keys(T, mode)}
+    return {k: _make(weights, k, s)
+            for k, s, _ in weights.official_keys(T, mode)}
 
 
 # reduced sizes (official names, shapes scaled down); see the module doc
@@ -385,7 +397,8 @@ SMALL_ARCH = dict(
 
 
 def _block_keys(prefix, d, adapter=True):
-    keys = [('attn.in_proj_weight', (3 * d, d)), ('attn.in_proj_bias', (3 * d,)),
+    keys = [('attn.in_proj_weight', (3 * d, d)),
+            ('attn.in_proj_bias', (3 * d,)),
             ('attn.out_proj.weight', (d, d)), ('attn.out_proj.bias', (d,)),
             ('ln_1.weight', (d,)), ('ln_1.bias', (d,)),
             ('mlp.c_fc.weight', (4 * d, d)), ('mlp.c_fc.bias', (4 * d,)),
@@ -401,13 +414,15 @@ def _block_keys(prefix, d, adapter=True):
 def small_state_dict(weights, T, mode):
     """Official-named state dict at the reduced sizes, values from
     ``weights.make_tensor`` (same rules as the golden weights)."""
-    D, tw, nL, E = SMALL['width'], SMALL['text_width'], SMALL['layers'], SMALL['embed']
+    D, tw = SMALL['width'], SMALL['text_width']
+    nL, E = SMALL['layers'], SMALL['embed']
     N = (SMALL['image'] // SMALL['patch'])**2
     tp = 'visual.TemporalPrompt.'
     keys = [('positional_embedding', (SMALL['context'], tw)),
             ('text_projection', (tw, E)), ('logit_scale', ()),
             ('visual.class_embedding', (D,)),
-            ('visual.positional_embedding', (N + 1, D)), ('visual.proj', (D, E)),
+            ('visual.positional_embedding', (N + 1, D)),
+            ('visual.proj', (D, E)),
             ('visual.prompt_embeddings', (1, N_GLOBAL, D)),
             ('visual.conv1.weight', (D, 3, SMALL['patch'], SMALL['patch'])),
             ('visual.ln_pre.weight', (D,)), ('visual.ln_pre.bias', (D,)),
@@ -421,18 +436,25 @@ def small_state_dict(weights, T, mode):
             ('Conv.3.weight', (9, 9, 3, 11, 11)), ('Conv.3.bias', (9,)),
             ('Conv.4.weight', (1,)),
             ('Conv.5.weight', (16, 9, 3, 11, 11)), ('Conv.5.bias', (16,)),
-            ('MLP.0.weight', (16, 16)), ('MLP.0.bias', (16,)), ('MLP.1.weight', (1,)),
+            ('MLP.0.weight', (16, 16)), ('MLP.0.bias', (16,)),
+            ('MLP.1.weight', (1,)),
             ('MLP.2.weight', (3, 16)), ('MLP.2.bias', (3,)),
             ('Cal_Net.weight', (1, 3, 5, 11, 11)), ('Cal_Net.bias', (1,)),
-            ('Attention.in_proj_weight', (3 * D, D)), ('Attention.in_proj_bias', (3 * D,)),
-            ('Attention.out_proj.weight', (D, D)), ('Attention.out_proj.bias', (D,)),
-            ('InterConv.0.weight', (9, 1, 3, 15, 25)), ('InterConv.0.bias', (9,)),
+            ('Attention.in_proj_weight', (3 * D, D)),
+            ('Attention.in_proj_bias', (3 * D,)),
+            ('Attention.out_proj.weight', (D, D)),
+            ('Attention.out_proj.bias', (D,)),
+            ('InterConv.0.weight', (9, 1, 3, 15, 25)),
+            ('InterConv.0.bias', (9,)),
             ('InterConv.1.weight', (1,)),
-            ('InterConv.2.weight', (1, 9, 3, 15, 25)), ('InterConv.2.bias', (1,)),
+            ('InterConv.2.weight', (1, 9, 3, 15, 25)),
+            ('InterConv.2.bias', (1,)),
             ('InterMLP.0.weight', (16, N)), ('InterMLP.0.bias', (16,)),
             ('InterMLP.1.weight', (1,)),
-            ('InterMLP.2.weight', (N_LOCAL, 16)), ('InterMLP.2.bias', (N_LOCAL,)),
-            ('Cal_Net_Inter.weight', (1, 1, 5, 11, 11)), ('Cal_Net_Inter.bias', (1,))):
+            ('InterMLP.2.weight', (N_LOCAL, 16)),
+            ('InterMLP.2.bias', (N_LOCAL,)),
+            ('Cal_Net_Inter.weight', (1, 1, 5, 11, 11)),
+            ('Cal_Net_Inter.bias', (1,))):
         keys.append((tp + name, shape))
     for i in range(nL):
         keys += _block_keys(f'visual.transformer.resblocks.{i}.', D)
@@ -442,7 +464,8 @@ def small_state_dict(weights, T, mode):
                  ('unified_prompt_mlp.c_fc.bias', (2 * D,)),
                  ('unified_prompt_mlp.c_proj.weight', (tw, 2 * D)),
                  ('unified_prompt_mlp.c_proj.bias', (tw,)),
-                 ('unified_prompt_embedding.weight', (2 * N_PREFIX + N_LOCAL * T, nL * D))]
+                 ('unified_prompt_embedding.weight',
+                  (2 * N_PREFIX + N_LOCAL * T, nL * D))]
         keys += _block_keys('PromptTransformer.resblocks.0.', D, adapter=False)
     else:
         keys += [('visual_prompt_embedding', (1, N_LOCAL, nL * D)),
@@ -453,8 +476,8 @@ def small_state_dict(weights, T, mode):
     return {k: _make(weights, k, s) for k, s in keys}
 
 
-def build_mmstop(sd, T, mode, arch, dtype):
-    model = STOPCLIP(arch=arch, num_frames=T, prompt_generator=mode)
+def build_mmstop(sd, T, mode, arch, dtype, **kwargs):
+    model = STOPCLIP(arch=arch, num_frames=T, prompt_generator=mode, **kwargs)
     model.load_state_dict(convert_official_stop(sd), strict=True)
     return model.to(dtype).eval()
 
@@ -475,8 +498,6 @@ def make_inputs(weights, parity_dir, T, B, size=224, dtype=torch.float32):
         frames = frames[..., off:off + size, off:off + size].contiguous()
     ids = inp['text_ids'][[b % 3 for b in range(B)]]
     return frames, ids
-
-
 
 
 def assert_same(actual, expected, f64, keys=COMPARED):
@@ -510,7 +531,8 @@ def _check_golden(parity_dir, weights, mode, T, B, f64):
     dtype = torch.float64 if f64 else torch.float32
     inputs = torch.load(osp.join(parity_dir, f'inputs_T{T}_B{B}.pt'))
     suffix = '_f64' if f64 else ''
-    expected = torch.load(osp.join(parity_dir, f'expected_{mode}_T{T}_B{B}{suffix}.pt'))
+    expected = torch.load(
+        osp.join(parity_dir, f'expected_{mode}_T{T}_B{B}{suffix}.pt'))
     sd = full_state_dict(weights, T, mode)
     assert weights.state_dict_digest(sd) == expected['meta']['weights_digest']
     with torch.no_grad():
@@ -525,11 +547,14 @@ def _check_golden(parity_dir, weights, mode, T, B, f64):
     return ref, inputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode', ['transformer', 'linear'])
 def test_reference_matches_golden_T4_B2(stop_parity_dir, stop_weights, mode):
-    ref, inputs = _check_golden(stop_parity_dir, stop_weights, mode, 4, 2, False)
+    ref, inputs = _check_golden(stop_parity_dir, stop_weights, mode, 4, 2,
+                                False)
     if mode == 'transformer':  # full-size stages A-C (mode independent)
-        stages = torch.load(osp.join(stop_parity_dir, 'expected_stop_T4_B2.pt'))
+        stages = torch.load(
+            osp.join(stop_parity_dir, 'expected_stop_T4_B2.pt'))
         ref['prompted_pixels_v0'] = ref['prompted_pixels'][:4]
         assert_same(ref, stages, False,
                     ['prompted_pixels_v0', 'h0', 'inter_attn', 'mask_pooled',
@@ -540,7 +565,8 @@ def test_reference_matches_golden_T4_B2(stop_parity_dir, stop_weights, mode):
 @pytest.mark.parametrize('mode,T,B,f64', [
     ('transformer', 4, 2, True),  # float64 Conv3d by 2D taps: ~1-3 min
     ('transformer', 12, 3, False), ('linear', 12, 3, False)])
-def test_reference_matches_golden_slow(stop_parity_dir, stop_weights, mode, T, B, f64):
+def test_reference_matches_golden_slow(stop_parity_dir, stop_weights, mode,
+                                       T, B, f64):
     _check_golden(stop_parity_dir, stop_weights, mode, T, B, f64)
 
 
@@ -554,8 +580,10 @@ def _compare(parity_dir, weights, mode, T, B, f64, small):
     dtype = torch.float64 if f64 else torch.float32
     if small:
         sd = small_state_dict(weights, T, mode)
-        arch, heads = SMALL_ARCH, (SMALL_ARCH['vision_heads'], SMALL_ARCH['text_heads'])
-        frames, ids = make_inputs(weights, parity_dir, T, B, SMALL['image'], dtype)
+        arch = SMALL_ARCH
+        heads = (SMALL_ARCH['vision_heads'], SMALL_ARCH['text_heads'])
+        frames, ids = make_inputs(weights, parity_dir, T, B, SMALL['image'],
+                                  dtype)
     else:
         sd = full_state_dict(weights, T, mode)
         arch, heads = 'vit-b32', (12, 8)
@@ -579,6 +607,7 @@ def _compare_cached(parity_dir, weights, mode, T, B, f64, small):
 
 
 # transformer-T2-B3 last: test_batch_coupling_matches_official reuses it
+@pytest.mark.slow
 @pytest.mark.parametrize('mode,T,B', [
     ('linear', 1, 3), ('linear', 3, 2), ('transformer', 2, 3)])
 def test_full_size_float32(stop_parity_dir, stop_weights, mode, T, B):
@@ -586,7 +615,9 @@ def test_full_size_float32(stop_parity_dir, stop_weights, mode, T, B):
 
 
 # full-f32 first: it reuses the last test_full_size_float32 run
-@pytest.mark.parametrize('small', [False, True], ids=['full-f32', 'reduced-f64'])
+@pytest.mark.parametrize('small', [
+    pytest.param(False, id='full-f32', marks=pytest.mark.slow),
+    pytest.param(True, id='reduced-f64')])
 def test_batch_coupling_matches_official(stop_parity_dir, stop_weights, small):
     """A video's feature depends on its batch (w is min-max normalised over
     all B*T frames), identically in mmstop and in the official forward."""
@@ -607,7 +638,8 @@ def test_batch_coupling_matches_official(stop_parity_dir, stop_weights, small):
     for keep in subsets:
         sub_frames = videos[keep].flatten(0, 1)
         with torch.no_grad():
-            ref_sub = official_forward(sd, sub_frames, ids[keep], T, mode, *heads)
+            ref_sub = official_forward(sd, sub_frames, ids[keep], T, mode,
+                                       *heads)
         out_sub = official_layout_forward(model, sub_frames, ids[keep])
         assert_same(out_sub, ref_sub, f64)
         change = ref_sub['video_feature'] - ref['video_feature'][keep]
@@ -640,11 +672,14 @@ def test_full_size_float64_slow(stop_parity_dir, stop_weights, mode, T, B):
     _compare(stop_parity_dir, stop_weights, mode, T, B, True, small=False)
 
 
-SMALL_CONFIGS = [('transformer', 1, 2), ('linear', 1, 3), ('transformer', 2, 5),
-                 ('linear', 3, 2), ('transformer', 7, 1), ('linear', 4, 2)]
-SMALL_CONFIGS_SLOW = [('linear', 1, 2), ('transformer', 1, 3), ('linear', 2, 5),
-                      ('transformer', 3, 2), ('linear', 7, 1), ('transformer', 4, 2),
-                      ('linear', 2, 3), ('transformer', 5, 3), ('linear', 5, 3)]
+SMALL_CONFIGS = [('transformer', 1, 2), ('linear', 1, 3),
+                 ('transformer', 2, 5), ('linear', 3, 2),
+                 ('transformer', 7, 1), ('linear', 4, 2)]
+SMALL_CONFIGS_MORE = [('linear', 1, 2), ('transformer', 1, 3),
+                      ('linear', 2, 5), ('transformer', 3, 2),
+                      ('linear', 7, 1), ('transformer', 4, 2),
+                      ('linear', 2, 3), ('transformer', 5, 3),
+                      ('linear', 5, 3)]
 
 
 @pytest.mark.parametrize('mode,T,B', SMALL_CONFIGS,
@@ -654,17 +689,45 @@ def test_reduced_size_float64(stop_parity_dir, stop_weights, mode, T, B):
     _compare(stop_parity_dir, stop_weights, mode, T, B, True, small=True)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('mode,T,B', SMALL_CONFIGS_SLOW,
-                         ids=[f'{m}-T{T}-B{B}' for m, T, B in SMALL_CONFIGS_SLOW])
-def test_reduced_size_float64_slow(stop_parity_dir, stop_weights, mode, T, B):
+@pytest.mark.parametrize('mode,T,B', SMALL_CONFIGS_MORE,
+                         ids=[f'{m}-T{T}-B{B}'
+                              for m, T, B in SMALL_CONFIGS_MORE])
+def test_reduced_size_float64_more(stop_parity_dir, stop_weights, mode, T, B):
     _compare(stop_parity_dir, stop_weights, mode, T, B, True, small=True)
+
+
+@pytest.mark.parametrize('pool', ['mean_global', 'mean_cls'])
+def test_other_poolings_average_the_projected_tokens(stop_parity_dir,
+                                                     stop_weights, pool):
+    """``pool='mean_global'`` / ``'mean_cls'`` (not official) average the
+    last layer's global tokens / frame CLS tokens after ``ln_post`` and
+    ``proj``, here taken from the re-derivation's token sequence (the
+    official first global token is compared above)."""
+    mode, T, B = 'linear', 3, 2
+    sd = small_state_dict(stop_weights, T, mode)
+    frames, ids = make_inputs(stop_weights, stop_parity_dir, T, B,
+                              SMALL['image'], torch.float64)
+    with torch.no_grad():
+        ref = official_forward(sd, frames, ids, T, mode,
+                               SMALL_ARCH['vision_heads'],
+                               SMALL_ARCH['text_heads'])
+    model = build_mmstop(sd, T, mode, SMALL_ARCH, torch.float64, pool=pool)
+    out = official_layout_forward(model, frames, ids)
+    # sequence [4 global ; frame tokens], CLS of frame t at 4 + t
+    tokens = ref['visual_tokens']
+    tokens = (tokens[:, :N_GLOBAL] if pool == 'mean_global' else
+              tokens[:, N_GLOBAL:N_GLOBAL + T])
+    torch.testing.assert_close(out['video_feature'], tokens.mean(1),
+                               rtol=0, atol=STOP_TOL64)
+    assert (out['video_feature'] - ref['video_feature']).abs().max() > 1e-3
 
 
 # ---------------------------------------------------------------------------
 # 3. the degenerate single-frame batch
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize('small', [True, False], ids=['reduced-f64', 'full-f32'])
+@pytest.mark.parametrize('small', [
+    pytest.param(True, id='reduced-f64'),
+    pytest.param(False, id='full-f32', marks=pytest.mark.slow)])
 def test_single_frame_batch_is_nan_officially_and_an_error_here(
         stop_parity_dir, stop_weights, small):
     """T=1, B=1: the official batch min-max divides 0 by 0, so w, the inter

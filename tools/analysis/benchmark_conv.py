@@ -13,14 +13,16 @@ weights, random input of the config's train batch size and clip shape):
 the eval forward and one training step (loss, backward, optimizer step on
 the trainable parameters), with ``conv3d_same``'s rule ('auto'), with
 ``F.conv3d`` for every convolution ('direct') and with FFTs for every
-convolution ('fft').
+convolution ('fft'), and the largest difference of each rule's class
+scores from the 'direct' ones (same weights and input, before any training
+step), relative to the largest 'direct' score.
 
 Usage::
 
     python tools/analysis/benchmark_conv.py [--repeats 3] [--threads N]
     python tools/analysis/benchmark_conv.py --model configs/stop_clip_demo.py
-    python tools/analysis/benchmark_conv.py --model configs/stop_clip_ucf101.py \
-        --batch-size 1
+    python tools/analysis/benchmark_conv.py \
+        --model configs/stop_clip_ucf101.py --batch-size 1
 """
 import argparse
 import statistics
@@ -62,6 +64,7 @@ SHAPES = [
      (2, 5, 5)),
 ]
 
+
 def run(fn, x, w, pad, backward):
     x = x.clone().requires_grad_(backward)
     w = w.clone().requires_grad_(backward)
@@ -95,10 +98,10 @@ RULES = {
 
 def benchmark_model(config, repeats, batch_size=None):
     """Time a STOP recognizer's eval forward and train step per rule."""
+    from mmaction.structures import ActionDataSample
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from mmaction.structures import ActionDataSample
     from mmstop.registry import MODELS
 
     cfg = Config.fromfile(config)
@@ -124,7 +127,8 @@ def benchmark_model(config, repeats, batch_size=None):
     def forward():
         model.eval()
         with torch.no_grad():
-            model(inputs, samples, mode='predict')
+            out = model(inputs, samples, mode='predict')
+        return torch.stack([s.pred_score for s in out])
 
     def train_step():
         model.train()
@@ -135,10 +139,15 @@ def benchmark_model(config, repeats, batch_size=None):
 
     print(f'{config}: batch {batch} x {frames} frames x {size}px, '
           f'{sum(p.numel() for p in params)} trainable parameters')
-    print('| rule | eval forward (s) | train step (s) |')
-    print('|---|---:|---:|')
+    print('| rule | eval forward (s) | train step (s) | '
+          'max rel diff of the scores from direct |')
+    print('|---|---:|---:|---:|')
     original = conv_module.uses_fft
     try:
+        scores = {}
+        for rule, fn in RULES.items():  # the weights before any train step
+            conv_module.uses_fft = fn
+            scores[rule] = forward()
         for rule, fn in RULES.items():
             conv_module.uses_fft = fn
             row = []
@@ -150,7 +159,9 @@ def benchmark_model(config, repeats, batch_size=None):
                     step()
                     times.append(time.perf_counter() - start)
                 row.append(statistics.median(times))
-            print(f'| {rule} | {row[0]:.3f} | {row[1]:.3f} |')
+            diff = float((scores[rule] - scores['direct']).abs().max() /
+                         scores['direct'].abs().max())
+            print(f'| {rule} | {row[0]:.3f} | {row[1]:.3f} | {diff:.1e} |')
     finally:
         conv_module.uses_fft = original
 

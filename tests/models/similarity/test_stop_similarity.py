@@ -7,15 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TINY_FRAMES, TINY_IMAGE, tiny_stop_similarity
 from mmaction.structures import ActionDataSample
 from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
 
 from mmstop.models.similarity import gather_features, symmetric_info_nce
-from mmstop.registry import MODELS
 
-NUM_FRAMES = 4
-IMAGE = 32
+NUM_FRAMES, IMAGE = TINY_FRAMES, TINY_IMAGE
 CONTEXT = 16
 
 
@@ -24,22 +22,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny_similarity(**kwargs):
-    init_default_scope('mmaction')
-    cfg = dict(
-        type='STOPSimilarity',
-        backbone=dict(
-            type='STOPCLIP',
-            arch=dict(base='tiny', image_size=IMAGE, patch_size=8),
-            num_frames=NUM_FRAMES,
-            intra_prompt=dict(kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3), dropout=0.),
-            inter_prompt=dict(kernel_size=(3, 3, 3),
-                              scorer_kernel_size=(3, 3, 3))),
-        data_preprocessor=dict(type='ActionDataPreprocessor',
-                               format_shape='NCHW'),
-        **kwargs)
-    torch.manual_seed(0)
-    return MODELS.build(cfg)
+    return tiny_stop_similarity(intra_prompt=dict(dropout=0.), **kwargs)
 
 
 def frames(n, seed=1):
@@ -198,19 +181,32 @@ def test_predict_contract_multi_caption(monkeypatch):
 
 
 def test_predict_feeds_the_retrieval_metric():
-    from mmstop.evaluation import VideoTextRetrievalMetric
+    """The metric ranks the features predict() put in the data samples:
+    cosine similarity of every caption with every sample's video, the
+    caption's own sample holding its match."""
+    from mmstop.evaluation import VideoTextRetrievalMetric, retrieval_metrics
     model = tiny_similarity()
     model.eval()
-    metric = VideoTextRetrievalMetric()
     with torch.no_grad():
-        metric.process(None, model.predict(frames(2, 1), samples([2, 1])))
-        out = model.predict(frames(2, 3), samples([1, 1], seed=4))
-        for i, d in enumerate(out):  # second batch: samples 2, 3
-            d.set_metainfo(dict(sample_idx=2 + i, video_index=2 + i))
-        metric.process(None, out)
+        first = model.predict(frames(2, 1), samples([2, 1]))
+        second = model.predict(frames(2, 3), samples([1, 1], seed=4))
+    for i, d in enumerate(second):  # samples 2, 3
+        d.set_metainfo(dict(sample_idx=2 + i, video_index=2 + i))
+    metric = VideoTextRetrievalMetric()
+    metric.process(None, first)
+    metric.process(None, second)
     res = metric.evaluate(4)
-    assert res['retrieval/t2v/R@10'] == 100.0  # 4 videos: always found
-    assert 1 <= res['retrieval/t2v/MnR'] <= 4
+    predicted = first + second
+    texts = F.normalize(torch.cat([d.text_feature for d in predicted]), dim=-1)
+    videos = F.normalize(torch.stack([d.video_feature for d in predicted]),
+                         dim=-1)
+    owner = [i for i, d in enumerate(predicted) for _ in d.text_feature]
+    want = retrieval_metrics(texts @ videos.t(), owner)
+    assert res == {f'retrieval/{k}': pytest.approx(v, abs=1e-9)
+                   for k, v in want.items()}
+    # not every caption ranks its video first: a wrong caption-to-video
+    # assignment would change the numbers
+    assert want['t2v/MnR'] > 1 and want['v2t/MnR'] > 1
 
 
 def test_eval_batch_size_logged_once_per_evaluation(monkeypatch):

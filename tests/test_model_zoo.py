@@ -11,8 +11,8 @@ import sys
 
 import pytest
 import yaml
+from helpers import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: Metadata every model has (the measured ones by update_model_zoo.py).
 REQUIRED = ('Architecture', 'Pretrained', 'Training Data', 'Frames',
             'Resolution', 'Views', 'Parameters', 'Trainable Parameters',

@@ -10,6 +10,8 @@ import sys
 import mmaction
 import pytest
 import torch
+from helpers import REPO_ROOT
+from helpers.configs import config_path, small_ssp_config
 from mmengine.config import Config
 
 from mmstop.utils import complexity
@@ -17,7 +19,6 @@ from mmstop.utils.flops import MACCounter
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MMACTION_GET_FLOPS = osp.join(
     osp.dirname(mmaction.__file__), '.mim', 'tools', 'analysis_tools',
     'get_flops.py')
@@ -46,15 +47,9 @@ def test_mmaction2_get_flops(config, demo_classnames, monkeypatch, capsys):
     prompt), the cached class embeddings (the second trace) and bmm inside
     the selective scan (SSP) used to fail."""
     shape, _ = DEMOS[config]
-    path = osp.join(REPO_ROOT, 'configs', config)
-    if config.startswith('ssp'):  # the recipe on a 3-layer VideoMamba
-        path = str(demo_classnames / 'ssp_small.py')
-        base = osp.join(REPO_ROOT, 'configs', config)
-        with open(path, 'w') as f:
-            f.write(f'_base_ = [{base!r}]\n'
-                    'model = dict(backbone=dict(arch=dict(_delete_=True, '
-                    'embed_dims=64, depth=3)), cls_head=dict(in_channels=64))'
-                    '\n')
+    path = config_path(config)
+    if config.startswith('ssp'):  # the recipe on a 3-block VideoMamba
+        path = small_ssp_config(demo_classnames, depth=3)
     monkeypatch.setattr(sys, 'argv',
                         [MMACTION_GET_FLOPS, path, '--shape', *shape])
     runpy.run_path(MMACTION_GET_FLOPS, run_name='__main__')
@@ -84,7 +79,7 @@ def test_views_params_and_counting_device(rows):
     for config, (_, views) in DEMOS.items():
         row = rows[config]
         assert row['views_per_test'] == views
-        cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', config))
+        cfg = Config.fromfile(config_path(config))
         model_cfg, _ = complexity.counting_model_cfg(cfg)
         model = complexity.build(model_cfg, 'cpu')
         assert row['params'] == sum(p.numel() for p in model.parameters())
@@ -101,7 +96,7 @@ def test_views_params_and_counting_device(rows):
 def test_per_view_and_per_forward_split(rows):
     """Per forward = STOP's prompt generator (input independent); per view +
     per forward = one view's forward."""
-    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'))
+    cfg = Config.fromfile(config_path('stop_clip_demo.py'))
     model = complexity.build(complexity.counting_model_cfg(cfg)[0], 'meta')
     row = rows['stop_clip_demo.py']
     with torch.no_grad():

@@ -7,20 +7,19 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers.configs import config_model, config_path
+from helpers.configs import save_checkpoint as save_model
 from mmaction.apis import inference_recognizer
-from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.dataset import Compose
-from mmengine.registry import init_default_scope
 
 from mmstop.datasets.demo import generate_demo_dataset
 from mmstop.utils.checkpoint import CheckpointMismatchError
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-STOP_DEMO = osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py')
-SSP_DEMO = osp.join(REPO_ROOT, 'configs', 'ssp_videomamba_demo.py')
+STOP_DEMO = config_path('stop_clip_demo.py')
+SSP_DEMO = config_path('ssp_videomamba_demo.py')
 
 
 @pytest.fixture(scope='module')
@@ -28,18 +27,9 @@ def tool(load_tool):
     return load_tool('tools/infer.py')
 
 
-def save_checkpoint(config, path, meta=None, drop=None, **head):
+def save_checkpoint(config, path, meta=None, **head):
     """The config's model (seed 0) as an MMEngine-style checkpoint."""
-    init_default_scope('mmaction')
-    torch.manual_seed(0)
-    model_cfg = Config.fromfile(config).model
-    model_cfg.get('data_preprocessor', {}).pop('blending', None)
-    model_cfg.cls_head.update(head)
-    state = MODELS.build(model_cfg).state_dict()
-    if drop:
-        state.pop(drop)
-    torch.save(dict(meta=meta or {}, state_dict=state), path)
-    return path
+    return save_model(config_model(config, **head), path, meta)
 
 
 @pytest.fixture
@@ -90,8 +80,7 @@ def test_new_labels_are_scored_by_the_text_encoder(tool, demo):
     assert code == 0 and out['classes'] == labels
     cfg = Config.fromfile(STOP_DEMO)
     cfg.model.cls_head.class_names = labels
-    init_default_scope('mmaction')
-    model = MODELS.build(cfg.model).eval()
+    model = config_model(STOP_DEMO, class_names=labels).eval()
     model.load_state_dict(torch.load('stop.pth')['state_dict'])
     model.cfg = cfg
     expected = inference_recognizer(
@@ -122,7 +111,9 @@ def test_class_names_from_the_checkpoint(tool, demo):
 
 
 def test_strict_checkpoint(tool, demo):
-    save_checkpoint(STOP_DEMO, 'partial.pth', drop='backbone.global_prompts')
+    state = config_model(STOP_DEMO).state_dict()
+    state.pop('backbone.global_prompts')
+    torch.save(dict(meta={}, state_dict=state), 'partial.pth')
     with pytest.raises(CheckpointMismatchError, match='global_prompts'):
         tool.main([STOP_DEMO, 'partial.pth', 'data/demo/videos'])
 

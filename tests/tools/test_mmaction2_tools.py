@@ -14,12 +14,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers.configs import config_model, config_path
 from mmaction.evaluation import RetrievalMetric
-from mmaction.registry import MODELS
 from mmaction.structures import ActionDataSample
-from mmengine.config import Config
 from mmengine.logging import MessageHub
-from mmengine.registry import init_default_scope
 
 from mmstop.datasets.demo import generate_demo_dataset
 from mmstop.evaluation import VideoTextRetrievalMetric
@@ -28,8 +26,7 @@ from mmstop.utils.mmaction_tools import (resolve_mmaction_tool,
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-STOP_DEMO = osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py')
+STOP_DEMO = config_path('stop_clip_demo.py')
 
 
 @pytest.fixture
@@ -57,9 +54,7 @@ def demo_dir(tmp_path, monkeypatch, own_loggers):
     monkeypatch.chdir(tmp_path)
     generate_demo_dataset(
         'data/demo', num_classes=4, train_per_class=1, val_per_class=1)
-    init_default_scope('mmaction')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(STOP_DEMO).model)
+    model = config_model('stop_clip_demo.py')
     hub = MessageHub.get_instance('test_mmaction2_tools')
     hub.update_scalar('train/loss', 1.0)
     torch.save(
@@ -102,8 +97,8 @@ def test_check_videos_on_mmstop_datasets(demo_dir, load_tool, capsys):
         capsys.readouterr().out
     # the video-text dataset (JSON captions) of the retrieval demo
     tool.main([
-        osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py'),
-        '--split', 'test', '--output-file', 'bad_text.txt'
+        config_path('stop_clip_retrieval_demo.py'), '--split', 'test',
+        '--output-file', 'bad_text.txt'
     ])
     bad = (demo_dir / 'bad_text.txt').read_text().split()
     assert sorted(osp.basename(p)
@@ -137,11 +132,7 @@ def test_publish_model(demo_dir):
 def test_mmaction2_retrieval_metric_reads_stop_features():
     """STOPSimilarity.predict also writes the "features" field of
     MMAction2's RetrievalMetric (KeyError: 'features' before)."""
-    init_default_scope('mmaction')
-    torch.manual_seed(0)
-    cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py'))
-    model = MODELS.build(cfg.model).eval()
+    model = config_model('stop_clip_retrieval_demo.py').eval()
     samples = []
     for i in range(4):
         sample = ActionDataSample(metainfo=dict(sample_idx=i))

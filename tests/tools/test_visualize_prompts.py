@@ -8,9 +8,9 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from mmaction.registry import MODELS
+from helpers.configs import (config_model, config_path, save_checkpoint,
+                             small_ssp_config)
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from PIL import Image
 
 from mmstop.datasets.demo import generate_demo_dataset
@@ -19,7 +19,6 @@ from mmstop.visualization import (plot_ssp_view, plot_stop_view,
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VIDEO = 'data/demo/videos/val_0000.mp4'
 
 
@@ -37,15 +36,12 @@ def demo(tmp_path, monkeypatch):
 
 
 def checkpoint(config, path, randomize_ssp=False):
-    init_default_scope('mmaction')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(config).model)
+    model = config_model(config)
     if randomize_ssp:  # SSP starts at zero: no gathering to show
         with torch.no_grad():
             for p in model.backbone.ssp.parameters():
                 p.normal_(0, 0.3)
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return path
+    return save_checkpoint(model, path)
 
 
 def forward(tool, config, ckpt):
@@ -79,7 +75,7 @@ def bar_heights(fig, label):
 @pytest.mark.parametrize('config',
                          ['stop_clip_demo.py', 'stop_clip_paper_demo.py'])
 def test_stop_regions_and_weights(tool, demo, config):
-    config = osp.join(REPO_ROOT, 'configs', config)
+    config = config_path(config)
     ckpt = checkpoint(config, 'stop.pth')
     written = tool.main([config, ckpt, VIDEO, '--out-dir', 'viz'])
     model, clips, frames, out = forward(tool, config, ckpt)
@@ -127,13 +123,7 @@ def test_stop_regions_and_weights(tool, demo, config):
 
 
 def test_ssp_gathering_and_entropy_weights(tool, demo):
-    # the SSP demo recipe on a 4-block VideoMamba
-    base = osp.join(REPO_ROOT, 'configs', 'ssp_videomamba_demo.py')
-    config = str(demo / 'ssp_small.py')
-    with open(config, 'w') as f:
-        f.write(f'_base_ = [{base!r}]\n'
-                'model = dict(backbone=dict(arch=dict(_delete_=True, '
-                'embed_dims=64, depth=4)), cls_head=dict(in_channels=64))\n')
+    config = small_ssp_config(demo, depth=4)
     ckpt = checkpoint(config, 'ssp.pth', randomize_ssp=True)
     written = tool.main(
         [config, ckpt, VIDEO, '--out-dir', 'viz', '--layer', '3'])

@@ -3,12 +3,12 @@
 ``FlopAnalyzer``, behind MMAction2's ``get_flops.py``), the selective scan
 and the attention are counted, and :class:`MACCounter` (which also counts
 on the meta device) agrees with MMEngine's trace."""
+import os.path as osp
+
 import pytest
 import torch
-from mmaction.registry import MODELS
+from helpers.configs import config_model, small_ssp_config
 from mmengine.analysis import FlopAnalyzer
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 import mmstop  # noqa: F401
 from mmstop.models.ops import selective_scan
@@ -20,19 +20,11 @@ from mmstop.utils.flops import MACCounter, attention_macs, scan_macs
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-def build(config, **backbone):
-    cfg = Config.fromfile(f'configs/{config}')
-    model = cfg.model
-    if 'class_names' in model.get('cls_head', {}):
-        model.cls_head.class_names = ['jump', 'run', 'swim']
-    model.get('data_preprocessor', {}).pop('blending', None)
-    model.backbone.update(backbone)
-    if isinstance(model.backbone.get('arch'), dict) and \
-            model.type == 'Recognizer3D':
-        model.cls_head.in_channels = model.backbone.arch['embed_dims']
-    init_default_scope('mmaction')
-    torch.manual_seed(0)
-    return MODELS.build(model).eval()
+def build(config):
+    """A demo config's model in eval mode (STOP: three class names)."""
+    if 'ssp' in osp.basename(config):
+        return config_model(config).eval()
+    return config_model(config, class_names=['jump', 'run', 'swim']).eval()
 
 
 def trace_macs(module, *inputs):
@@ -149,11 +141,9 @@ def test_mac_counter_equals_mmengine_trace_on_stop(config):
     assert counter.total == expected
 
 
-SMALL_MAMBA = dict(arch=dict(embed_dims=64, depth=3))
-
-
-def test_mac_counter_equals_mmengine_trace_on_ssp():
-    model = build('ssp_videomamba_demo.py', **SMALL_MAMBA)
+def test_mac_counter_equals_mmengine_trace_on_ssp(tmp_path):
+    config = small_ssp_config(tmp_path, depth=3)
+    model = build(config)
     x = torch.randn(1, 1, 3, 4, 32, 32)
 
     def logits(model, x):
@@ -176,7 +166,7 @@ def test_mac_counter_equals_mmengine_trace_on_ssp():
     dead = 4 * bb.num_patches * ca + 4 * ca * c
     assert counter.total == traced + dead
     with torch.no_grad(), MACCounter() as meta_counter:
-        meta = build('ssp_videomamba_demo.py', **SMALL_MAMBA).to('meta')
+        meta = build(config).to('meta')
         AllOutputs(meta, logits)(x.to('meta'))
     assert meta_counter.total == counter.total
 

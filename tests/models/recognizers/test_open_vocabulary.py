@@ -3,33 +3,20 @@
 tokenises them again and the cached class embeddings are recomputed."""
 import pytest
 import torch
-from mmengine.registry import init_default_scope
-
-from mmstop.registry import MODELS
+from helpers import TINY_WIDTH, build_model, tiny_stop_backbone
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def recognizer(class_names):
-    init_default_scope('mmaction')
-    torch.manual_seed(0)
-    return MODELS.build(
+    return build_model(
         dict(
             type='STOPRecognizer',
-            backbone=dict(
-                type='STOPCLIP',
-                arch=dict(base='tiny', image_size=32, patch_size=8),
-                num_frames=4,
-                intra_prompt=dict(
-                    kernel_size=(3, 3, 3), scorer_kernel_size=(3, 3, 3)),
-                inter_prompt=dict(
-                    kernel_size=(3, 3, 3),
-                    scorer_kernel_size=(3, 3, 3),
-                    normalize='video')),
+            backbone=tiny_stop_backbone(inter_prompt=dict(normalize='video')),
             cls_head=dict(
                 type='TextClassifierHead',
                 class_names=class_names,
-                in_channels=64),
+                in_channels=TINY_WIDTH),
             data_preprocessor=dict(
                 type='ActionDataPreprocessor', format_shape='NCTHW'))).eval()
 

@@ -48,8 +48,8 @@ from mmengine.dataset import Compose  # noqa: E402
 
 import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 from mmstop.utils import checkpoint as ckpt_utils  # noqa: E402
-from mmstop.utils import resolve_config  # noqa: E402
 from mmstop.utils.annotations import load_class_names  # noqa: E402
+from mmstop.utils.config import load_config  # noqa: E402
 
 #: File extensions taken from a folder.
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov', '.m4v', '.flv',
@@ -254,10 +254,7 @@ def classify(model, names: List[str], videos: Sequence[str], topk: int,
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-        cfg = resolve_config(cfg)
+    cfg = load_config(args.config, args.cfg_options)
     labels = parse_labels(args.labels, args.label_file)
     model, names = build_recognizer(cfg, args.checkpoint,
                                     resolve_device(args.device), labels,

@@ -41,13 +41,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmaction.apis import init_recognizer  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.dataset import Compose, pseudo_collate  # noqa: E402
+from mmengine.dataset import pseudo_collate  # noqa: E402
 
 import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 from mmstop import visualization as vis  # noqa: E402
+from mmstop.datasets.inference import load_test_sample  # noqa: E402
 from mmstop.models import STOPCLIP, VideoMamba  # noqa: E402
-from mmstop.utils import resolve_config  # noqa: E402
 from mmstop.utils.checkpoint import load_checkpoint_checked  # noqa: E402
+from mmstop.utils.config import load_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -93,14 +94,7 @@ def video_views(model, cfg: Config, video: str):
         tuple: The normalised clips ``[V, C, T, H, W]`` and the frames as
         read, ``uint8`` ``[V, T, H, W, 3]``.
     """
-    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
-    data = pipeline(
-        dict(
-            filename=video,
-            label=-1,
-            start_index=0,
-            modality='RGB',
-            text='a video'))
+    data = load_test_sample(cfg, video)
     raw = data['inputs']
     with torch.no_grad():
         inputs = model.data_preprocessor(pseudo_collate([data]),
@@ -115,10 +109,7 @@ def video_views(model, cfg: Config, video: str):
 
 def main(argv=None) -> List[str]:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-        cfg = resolve_config(cfg)
+    cfg = load_config(args.config, args.cfg_options)
     if not osp.isfile(args.video):
         raise FileNotFoundError(f'video {args.video} does not exist')
     model = load_model(cfg, args.checkpoint, args.device)

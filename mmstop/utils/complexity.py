@@ -32,12 +32,11 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.dataset import Compose
-from mmengine.registry import init_default_scope
 
+from mmstop.datasets.inference import load_test_sample
 from mmstop.models.similarity import STOPSimilarity
 from mmstop.registry import MODELS
-from .config import resolve_config
+from .config import load_config
 from .flops import MACCounter
 
 #: The kinds of note :func:`analyse` attaches (``'<kind>: <details>'``).
@@ -46,9 +45,8 @@ CPU_COUNT = 'counted on the CPU with a random input'
 
 __all__ = [
     'CPU_COUNT', 'PLACEHOLDER_CLASSES', 'analyse', 'count_params',
-    'count_text', 'count_views', 'counting_model_cfg', 'load_config',
-    'marginal_macs', 'probe_test_pipeline', 'views_forward',
-    'write_probe_video'
+    'count_text', 'count_views', 'counting_model_cfg', 'marginal_macs',
+    'probe_test_pipeline', 'views_forward', 'write_probe_video'
 ]
 
 #: The synthetic video the test pipelines run on: frames and (width,
@@ -77,16 +75,6 @@ def write_probe_video(path: str) -> str:
     return path
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read ``path`` and apply ``cfg_options`` (re-deriving the fields of
-    overridden top-level variables)."""
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-        cfg = resolve_config(cfg)
-    return cfg
-
-
 def probe_test_pipeline(cfg: Config,
                         video: str) -> Tuple[int, tuple, Optional[int]]:
     """Run the config's test pipeline on ``video``.
@@ -96,15 +84,7 @@ def probe_test_pipeline(cfg: Config,
         takes it (``C, T, H, W``; retrieval models ``T, C, H, W``) and the
         caption length in tokens (retrieval pipelines; else None).
     """
-    init_default_scope(cfg.get('default_scope', 'mmaction'))
-    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
-    packed = pipeline(
-        dict(
-            filename=video,
-            label=-1,
-            start_index=0,
-            modality='RGB',
-            text='a video'))
+    packed = load_test_sample(cfg, video)
     inputs = packed['inputs']
     text_ids = packed['data_samples'].get('text_ids')
     text_length = None if text_ids is None else int(text_ids.shape[-1])

@@ -22,7 +22,7 @@ before building anything, so it works for ``tools/train.py``,
 import ast
 import contextlib
 import logging
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.config import config as mmengine_config
@@ -234,6 +234,26 @@ def resolve_config(cfg: Config) -> Config:
         f're-derived {len(fields)} config field(s) from the top-level '
         f'variables {names}: {shown}', logger='current')
     return Config(merged, filename=filename)
+
+
+def load_config(filename: str,
+                cfg_options: Optional[Dict[str, Any]] = None) -> Config:
+    """Read a config and apply command-line overrides, as the tools do.
+
+    Args:
+        filename (str): The config file.
+        cfg_options (dict, optional): ``--cfg-options`` (dotted keys); the
+            fields derived from an overridden top-level variable are
+            re-derived (:func:`resolve_config`). Defaults to None.
+
+    Returns:
+        Config: The config.
+    """
+    cfg = Config.fromfile(filename)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+        cfg = resolve_config(cfg)
+    return cfg
 
 
 def _differences(a: Any, b: Any, prefix: str = '') -> list:

@@ -31,7 +31,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
-from mmstop.utils import resolve_config  # noqa: E402
+from mmstop.utils.config import load_config  # noqa: E402
 from mmstop.utils.mmaction_tools import run_mmaction_tool  # noqa: E402
 
 #: The existence check of each mmstop dataset, switched off to list files.
@@ -89,10 +89,7 @@ def dataset_videos(cfg: Config, split: str) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-        cfg = resolve_config(cfg)
+    cfg = load_config(args.config, args.cfg_options)
     videos = dataset_videos(cfg, args.split)
     with tempfile.TemporaryDirectory() as tmp:
         ann_file = osp.join(tmp, 'videos.txt')

@@ -36,8 +36,8 @@ from mmengine.analysis.jit_handles import (Handle, generic_activation_jit,
 from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = [
-    'FLOP_HANDLES', 'MACCounter', 'register_flop_handles', 'scan_macs',
-    'sdpa_flop_jit', 'selective_scan_flop_jit'
+    'FLOP_HANDLES', 'MACCounter', 'OperatorRecorder', 'register_flop_handles',
+    'scan_macs', 'sdpa_flop_jit', 'selective_scan_flop_jit'
 ]
 
 
@@ -223,7 +223,14 @@ def _dispatch_rules() -> Dict[Any, Callable[[tuple, Any], int]]:
     return rules
 
 
-class MACCounter(TorchDispatchMode):
+class OperatorRecorder(TorchDispatchMode):
+    """A dispatch mode that records every operator of a model (a FLOP
+    counter). While one is active, mmstop models run the single-operator
+    forms of their fused CPU paths
+    (:func:`mmstop.models.utils.operators_recorded`)."""
+
+
+class MACCounter(OperatorRecorder):
     """Count the MACs of everything run inside the context.
 
     The operators and formulas are those of MMEngine's ``FlopAnalyzer``

@@ -14,7 +14,7 @@ import mmstop  # noqa: F401
 from mmstop.models.ops import selective_scan
 from mmstop.models.prompts.stop_intra import (PixelIntraFramePrompt,
                                               top_k_exact_mask)
-from mmstop.models.utils import conv3d_same
+from mmstop.models.utils import conv3d_same, operators_recorded
 from mmstop.utils.flops import MACCounter, attention_macs, scan_macs
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -88,6 +88,30 @@ def test_conv3d_same_counts_as_a_convolution_under_mac_counter():
     assert counter.by_operator['convolution'] == w.numel() * 4 * 8 * 8
     torch.testing.assert_close(
         out, conv3d_same(x, w, None, (1, 1, 1)), rtol=1e-5, atol=1e-5)
+
+
+def test_only_recorders_switch_the_fused_paths():
+    """A FLOP counter or a trace; not any dispatch mode (``torch.compile``'s
+    fake tensors would otherwise get the scan operator, which has no
+    autograd formula)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Other(TorchDispatchMode):
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    assert not operators_recorded()
+    with Other():
+        assert not operators_recorded()
+    with MACCounter():
+        assert operators_recorded()
+    seen = []
+    torch.jit.trace(
+        lambda x: seen.append(operators_recorded()) or x * 2,
+        torch.ones(1),
+        check_trace=False)
+    assert seen == [True]
 
 
 def test_top_k_exact_mask_traces():

@@ -8,14 +8,15 @@ import sys
 
 import pytest
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TIMEOUT = 600  # seconds per subprocess; a hang fails instead of blocking CI
 
 
 def _run_tool(cmd, log_path, **env):
-    """Run ``cmd`` from the repository root, stdout and stderr to
-    ``log_path``; assert exit status 0 (showing the log tail) and return the
-    output.
+    """Run ``cmd`` in the directory of ``log_path`` (the test's temporary
+    directory: whatever a tool writes beside its work dir, e.g. MMEngine's
+    ``.dist_test/`` of a distributed evaluation, stays out of the
+    repository), stdout and stderr to ``log_path``; assert exit status 0
+    (showing the log tail) and return the output.
 
     The environment: one OpenMP thread (the demos are many small ops, and 2
     threads stall when the other core is busy), ``HF_HUB_OFFLINE=1``,
@@ -25,7 +26,8 @@ def _run_tool(cmd, log_path, **env):
                     PYTHON=sys.executable, **env)
     with open(log_path, 'w') as log:
         proc = subprocess.run(
-            cmd, cwd=REPO_ROOT, env=full_env, stdout=log,
+            cmd, cwd=osp.dirname(osp.abspath(log_path)), env=full_env,
+            stdout=log,
             stderr=subprocess.STDOUT, timeout=TIMEOUT)
     with open(log_path) as f:
         output = f.read()

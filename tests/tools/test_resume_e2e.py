@@ -10,11 +10,11 @@ import time
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
 from mmstop.datasets import generate_demo_dataset
 from mmstop.utils.checkpoint import safe_torch_load
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py')
 TRAIN = osp.join(REPO_ROOT, 'tools', 'train.py')
 
@@ -70,7 +70,7 @@ def test_kill_then_resume_is_bit_identical(run_tool, demo, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
     with open(tmp_path / 'killed.log', 'w') as log:
         proc = subprocess.Popen(
-            train_argv(demo, killed), cwd=REPO_ROOT, env=env, stdout=log,
+            train_argv(demo, killed), cwd=tmp_path, env=env, stdout=log,
             stderr=subprocess.STDOUT)
         deadline = time.time() + 300
         while not (killed / 'epoch_1.pth').exists():

@@ -7,13 +7,13 @@ import re
 import sys
 
 import torch
+from helpers import REPO_ROOT
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmstop.datasets import generate_demo_dataset
 from mmstop.registry import MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'ssp_videomamba_demo.py')
 
 
@@ -43,7 +43,8 @@ def test_ssp_demo_train_then_test(run_tool, tmp_path):
     work = str(tmp_path / 'work')
 
     out = run_tool([
-        sys.executable, osp.join('tools', 'train.py'), CONFIG, '--work-dir',
+        sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), CONFIG,
+        '--work-dir',
         work, '--cfg-options', *data_options(demo)
     ], tmp_path / 'train.log')
     assert f'Epoch(val) [{epochs}]' in out and 'acc/top1' in out
@@ -65,7 +66,8 @@ def test_ssp_demo_train_then_test(run_tool, tmp_path):
 
     dump = str(tmp_path / 'test' / 'predictions.pkl')
     out = run_tool([
-        sys.executable, osp.join('tools', 'test.py'), CONFIG, ckpt_path,
+        sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), CONFIG,
+        ckpt_path,
         '--work-dir', str(tmp_path / 'test'), '--dump', dump,
         '--cfg-options', *data_options(demo)
     ], tmp_path / 'test.log')

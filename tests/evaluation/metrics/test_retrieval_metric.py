@@ -1,4 +1,5 @@
 # Copyright (c) mmstop contributors. All rights reserved.
+import os
 import os.path as osp
 import random
 
@@ -144,6 +145,10 @@ def test_metric_bad_input():
 
 def _dist_worker(rank, world, port, tmpdir):
     import torch.distributed as dist
+
+    # MMEngine gathers the results through a '.dist_test' directory in the
+    # working directory: the test's, not the repository
+    os.chdir(tmpdir)
     dist.init_process_group(
         'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
         world_size=world)

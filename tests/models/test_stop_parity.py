@@ -16,7 +16,6 @@ import runpy
 
 import pytest
 import torch
-
 from helpers import STOP_TOL32, STOP_TOL64
 from helpers.stop import official_layout_forward
 
@@ -49,8 +48,12 @@ def actual_tensor(out, key):
     return out[key]
 
 
+# slow (pytest.ini): measured 33-79 s each (whichever runs first also
+# generates the ViT-B/32 weights: 46 s for linear T=4 float32)
 CONFIGS = [
-    pytest.param(mode, T, B, f64, id=f'{mode}-T{T}-B{B}-{"f64" if f64 else "f32"}')
+    pytest.param(mode, T, B, f64,
+                 id=f'{mode}-T{T}-B{B}-{"f64" if f64 else "f32"}',
+                 marks=pytest.mark.slow)
     for mode in ('transformer', 'linear') for T, B in ((4, 2), (12, 3))
     for f64 in (False, True)
 ]
@@ -65,7 +68,8 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
     expected = torch.load(
         osp.join(stop_parity_dir, f'expected_{mode}_T{T}_B{B}{suffix}.pt'))
     sd = official_state_dict(stop_weights, T, mode)
-    assert stop_weights.state_dict_digest(sd) == expected['meta']['weights_digest']
+    assert (stop_weights.state_dict_digest(sd) ==
+            expected['meta']['weights_digest'])
 
     model = build_official(stop_weights, T, mode, dtype).to(device)
     frames = stop_weights.load_frames(inputs, dtype).to(device)
@@ -88,8 +92,10 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
             'video_feature', 'text_feature', 'sim'} <= set(checked)
 
 
+@pytest.mark.slow  # 32 s when it generates the weights (9 s after parity)
 def test_stages_a_to_c_full_size(stop_parity_dir, stop_weights, device):
-    """Full-size pixels, h0 and the space-time attention (both modes share them)."""
+    """Full-size pixels, h0 and the space-time attention (both modes share
+    them)."""
     inputs = torch.load(osp.join(stop_parity_dir, 'inputs_T4_B2.pt'))
     expected = torch.load(osp.join(stop_parity_dir, 'expected_stop_T4_B2.pt'))
     model = build_official(stop_weights, 4, 'transformer').to(device)
@@ -108,7 +114,8 @@ def test_stages_a_to_c_full_size(stop_parity_dir, stop_weights, device):
         out['inter_attn'], expected['inter_attn'], rtol=0,
         atol=STOP_TOL32['inter_attn'])
     for key in ('mask_pooled', 'w_raw', 'w'):
-        torch.testing.assert_close(out[key], expected[key], rtol=0, atol=STOP_TOL32[key])
+        torch.testing.assert_close(out[key], expected[key], rtol=0,
+                                   atol=STOP_TOL32[key])
 
 
 @pytest.mark.parametrize('mode,T', [('transformer', 4), ('transformer', 12),
@@ -132,11 +139,13 @@ def test_documented_trainable_counts():
     # issue #2: 13,081,528 (transformer, T=12) and 4,333,752 (linear)
     for mode, expected in (('transformer', 13081528), ('linear', 4333752)):
         with torch.device('meta'):
-            model = STOPCLIP(arch='vit-b32', num_frames=12, prompt_generator=mode)
+            model = STOPCLIP(arch='vit-b32', num_frames=12,
+                             prompt_generator=mode)
         assert sum(p.numel() for p in model.parameters()
                    if p.requires_grad) == expected
 
 
+@pytest.mark.slow  # 17 s: it generates the ViT-B/32 weights
 def test_converter_tool(tmp_path, stop_weights):
     """The CLI converts a DDP-wrapped official checkpoint; the result loads."""
     sd = official_state_dict(stop_weights, 4, 'linear')

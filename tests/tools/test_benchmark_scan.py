@@ -6,8 +6,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def run(tmp_path, *argv, **env):
@@ -34,6 +33,7 @@ def check(rows, impl, baseline, rel):
             r['baseline_median_ms'] / r['impl_median_ms'])
 
 
+@pytest.mark.slow
 def test_fast_against_reference_with_memory(tmp_path):
     # one case: each memory measurement is a fresh process
     rows, stdout = run(tmp_path, '--sizes', '2,6,13,4', '--modes', 'fwd+bwd')

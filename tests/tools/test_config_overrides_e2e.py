@@ -13,10 +13,9 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
 from mmstop.datasets import generate_demo_dataset
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def config(name):
@@ -32,6 +31,7 @@ def load_state(path):
     return torch.load(path, map_location='cpu', weights_only=False)
 
 
+@pytest.mark.slow
 def test_paper_modes_switch_from_the_command_line(run_tool, tmp_path):
     demo = generate_demo_dataset(str(tmp_path / 'demo'), num_classes=4,
                                  train_per_class=2, val_per_class=1, seed=0)
@@ -54,6 +54,7 @@ def test_paper_modes_switch_from_the_command_line(run_tool, tmp_path):
                 'backbone.inter_prompt.mlp'} & modules
 
 
+@pytest.mark.slow
 def test_num_classes_through_mmaction2_train_tool(run_tool, tmp_path):
     import mmaction
     tool = osp.join(osp.dirname(mmaction.__file__), '.mim', 'tools',

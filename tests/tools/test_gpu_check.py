@@ -10,6 +10,7 @@ def gpu_check(load_tool):
     return load_tool('tools/analysis/gpu_check.py')
 
 
+@pytest.mark.slow
 def test_cpu_dry_run(gpu_check, tmp_path, monkeypatch):
     """Every section the CPU can run, on demo sizes, end to end."""
     monkeypatch.setenv('OMP_NUM_THREADS', '1')

@@ -61,6 +61,7 @@ def assert_identical(a, b, where=''):
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_kill_then_resume_is_bit_identical(run_tool, demo, tmp_path):
     straight = tmp_path / 'straight'
     run_tool(train_argv(demo, straight), tmp_path / 'straight.log')

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
 from mmstop.datasets import generate_demo_dataset
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py')
 NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 2, 2
 METRIC_KEYS = [f'retrieval/{d}/{m}' for d in ('t2v', 'v2t')
@@ -47,6 +47,7 @@ def metrics_line(output, tag):
     return {k: float(v) for k, v in values.items()}
 
 
+@pytest.mark.slow
 def test_train_then_test(run_tool, demo, tmp_path):
     with open(demo['captions_val']) as f:
         val = json.load(f)

@@ -6,6 +6,7 @@ import pickle
 import re
 import sys
 
+import pytest
 import torch
 from helpers import REPO_ROOT
 from mmengine.config import Config
@@ -35,6 +36,7 @@ def trainable_names():
     return [k for k, p in model.named_parameters() if p.requires_grad]
 
 
+@pytest.mark.slow
 def test_ssp_demo_train_then_test(run_tool, tmp_path):
     demo = generate_demo_dataset(str(tmp_path / 'demo'), num_classes=4,
                                  train_per_class=4, val_per_class=2, seed=0)

@@ -17,11 +17,10 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 from mmengine.config import Config
 
 from mmstop.datasets import generate_demo_dataset
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 NUM_TRAIN, NUM_VAL = 16, 8  # 4 classes x (4 train, 2 val) demo videos
 
@@ -71,6 +70,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
     work = str(tmp_path / 'work')
     # --cfg-options: 1 epoch instead of the config's 3, demo data paths
@@ -128,6 +128,7 @@ def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
     assert all(p['pred_score'].shape == (4, ) for p in predictions)
 
 
+@pytest.mark.slow
 def test_dist_train_two_processes_gloo(run_tool, e2e_config, demo, tmp_path):
     work = str(tmp_path / 'work')
     out = run_tool([

@@ -142,8 +142,9 @@ def run_pytest(label, pytest_args, env, timeout):
     """Run pytest in a subprocess; per-test outcomes from its JUnit XML."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = osp.join(tmp, 'report.xml')
+        # the slow tests too (pytest.ini deselects them by default)
         cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-               f'--junitxml={xml}', *pytest_args]
+               '-m', 'slow or not slow', f'--junitxml={xml}', *pytest_args]
         start = time.time()
         try:
             proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=timeout,
@@ -250,7 +251,8 @@ def section_train(args):
             if '--amp' in extra and args.device != 'cuda':
                 continue  # MMEngine's AmpOptimWrapper needs a GPU
             cfg_path = osp.join(REPO_ROOT, 'configs', config)
-            work_dir = osp.join(tmp, f'{config[:-3]}_{label.replace(" ", "_")}')
+            work_dir = osp.join(
+                tmp, f'{config[:-3]}_{label.replace(" ", "_")}')
             options = demo_options(cfg_path, data_root) + [
                 f'train_cfg.max_epochs={args.epochs}',
                 f'train_cfg.val_interval={args.epochs + 1}',  # no validation

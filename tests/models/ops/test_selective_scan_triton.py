@@ -23,6 +23,7 @@ scan_module = importlib.import_module('mmstop.models.ops.selective_scan')
 HERE = osp.dirname(osp.abspath(__file__))
 
 
+@pytest.mark.slow
 def test_kernels_under_interpreter():
     pytest.importorskip('triton', reason='the Triton scan needs triton')
     env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1',

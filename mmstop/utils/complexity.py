@@ -212,9 +212,13 @@ def analyse(path: str,
     notes = [note] if note else []
     devices = ['meta', 'cpu'] if device == 'auto' else [device]
     for index, dev in enumerate(devices):
-        model = build(model_cfg, dev)
         try:
-            macs, fixed = count_views(model, view_shape, dev)
+            # seeded weights (without touching the caller's RNG): a forward
+            # that needs values counts the same every time
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = build(model_cfg, dev)
+                macs, fixed = count_views(model, view_shape, dev)
         except (NotImplementedError, RuntimeError) as exc:
             if index + 1 == len(devices):
                 raise

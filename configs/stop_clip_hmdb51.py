@@ -8,7 +8,8 @@ _base_ = ['./stop_clip_ucf101.py']
 data_root = 'data/hmdb51/videos'
 ann_file_train = 'data/hmdb51/hmdb51_train_split_1_videos.txt'
 ann_file_val = 'data/hmdb51/hmdb51_val_split_1_videos.txt'
-classnames_file = 'data/hmdb51/classnames.txt'  # tools/data/build_classnames.py
+# made by tools/data/build_classnames.py
+classnames_file = 'data/hmdb51/classnames.txt'
 
 model = dict(cls_head=dict(class_names=classnames_file))
 train_dataloader = dict(

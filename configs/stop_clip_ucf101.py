@@ -12,7 +12,8 @@
 # classes (SSv2, the demos) leave it out.
 #
 #   bash tools/dist_train.sh configs/stop_clip_ucf101.py 8
-#   bash tools/dist_test.sh configs/stop_clip_ucf101.py work_dirs/stop_clip_ucf101/best_*.pth 8
+#   bash tools/dist_test.sh configs/stop_clip_ucf101.py \
+#       work_dirs/stop_clip_ucf101/best_*.pth 8
 _base_ = [
     './_base_/default_runtime.py',
     './_base_/models/stop_clip_vit-b32.py',
@@ -29,7 +30,8 @@ image_size = 224
 data_root = 'data/ucf101/videos'
 ann_file_train = 'data/ucf101/ucf101_train_split_1_videos.txt'
 ann_file_val = 'data/ucf101/ucf101_val_split_1_videos.txt'
-classnames_file = 'data/ucf101/classnames.txt'  # tools/data/build_classnames.py
+# made by tools/data/build_classnames.py
+classnames_file = 'data/ucf101/classnames.txt'
 num_classes = None  # = the lines of classnames_file; set it to check them
 
 model = dict(
@@ -137,4 +139,5 @@ param_scheduler = [
 # (hard top-k), as in the official code
 find_unused_parameters = True
 auto_scale_lr = dict(enable=False, base_batch_size=128)
-default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))
+default_hooks = dict(
+    checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))

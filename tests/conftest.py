@@ -23,9 +23,10 @@ import sys
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 import pytest  # noqa: E402
+from helpers import REPO_ROOT  # noqa: E402
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_PARITY_DIR = osp.normpath(osp.join(REPO_ROOT, '..', 'shared', 'parity'))
+DEFAULT_PARITY_DIR = osp.normpath(
+    osp.join(REPO_ROOT, '..', 'shared', 'parity'))
 
 
 def parity_root() -> str:
@@ -33,11 +34,12 @@ def parity_root() -> str:
 
 
 def get_parity_dir(kind: str) -> str:
-    """Return ``<parity root>/<kind>`` or skip (fail under MMSTOP_REQUIRE_PARITY)."""
+    """Return ``<parity root>/<kind>`` or skip (fail under
+    MMSTOP_REQUIRE_PARITY)."""
     path = osp.join(parity_root(), kind)
     if not osp.isdir(path):
-        msg = (f'golden parity data not found at {path}: set MMSTOP_PARITY_DIR '
-               f'to the directory holding stop/ and ssp/')
+        msg = (f'golden parity data not found at {path}: set '
+               'MMSTOP_PARITY_DIR to the directory holding stop/ and ssp/')
         if os.environ.get('MMSTOP_REQUIRE_PARITY') == '1':
             pytest.fail(msg)
         pytest.skip(msg)
@@ -58,7 +60,8 @@ def import_file(path: str, name: str):
 
 
 def import_parity_weights(kind: str):
-    """Import ``<parity root>/<kind>/weights.py`` as a uniquely named module."""
+    """Import ``<parity root>/<kind>/weights.py`` as a uniquely named
+    module."""
     return import_file(osp.join(get_parity_dir(kind), 'weights.py'),
                        f'_parity_weights_{kind}')
 

@@ -180,7 +180,7 @@ def test_empty_caption_error_and_skip(data, monkeypatch):
         empty_caption='skip', test_mode=True)
     assert len(ds) == 2
     assert [ds.get_data_info(i)['text'] for i in range(2)] == [['fine'],
-                                                              ['ok']]
+                                                               ['ok']]
     assert len(messages) == 1
     assert 'skipped 2 empty caption(s)' in messages[0]
     assert 'dropped 1 of 3 video(s)' in messages[0] and 'b.mp4' in messages[0]

@@ -6,8 +6,6 @@ import pytest
 from mmengine.config import Config
 
 
-
-
 @pytest.fixture(scope='module')
 def train_tool(load_tool):
     return load_tool('tools/train.py')

@@ -131,10 +131,10 @@ def build_model(args, impl):
     import warnings
     warnings.filterwarnings('ignore',
                             message='Fail to import ``MultiScaleDeform')
-    import mmstop  # noqa: F401  (registers VideoMamba / SSP)
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
+    import mmstop  # noqa: F401  (registers VideoMamba / SSP)
     from mmstop.registry import MODELS
     init_default_scope('mmaction')
     cfg = Config.fromfile(args.config)

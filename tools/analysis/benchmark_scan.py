@@ -38,7 +38,6 @@ import platform
 import subprocess
 import sys
 import time
-
 import warnings
 
 import torch
@@ -265,8 +264,8 @@ def main(argv=None):
                    if not args.no_memory else f'{"-":>8} {"-":>9}')
             ref_t = '{:>9.1f} ({:>6.1f})'.format(row['baseline_median_ms'],
                                                  row['baseline_min_ms'])
-            fast_t = '{:>7.1f} ({:>6.1f})'.format(row["impl_median_ms"],
-                                                row['impl_min_ms'])
+            fast_t = '{:>7.1f} ({:>6.1f})'.format(row['impl_median_ms'],
+                                                  row['impl_min_ms'])
             print(f'{name + " " + str(size):<28} {mode:<8} {ref_t} {fast_t}'
                   f' {row["speedup"]:>8.1f}x'
                   f' {row["baseline_cpu_median_ms"]:>8.1f}'

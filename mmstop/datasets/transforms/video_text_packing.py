@@ -29,8 +29,8 @@ the ``sample_idx`` and ``video_index`` metainfo).
 from typing import Dict, Sequence
 
 import torch
-from mmcv.transforms import BaseTransform, to_tensor
 from mmaction.structures import ActionDataSample
+from mmcv.transforms import BaseTransform, to_tensor
 
 from mmstop.registry import TRANSFORMS
 

@@ -8,8 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmstop.registry import HOOKS
-from mmstop.utils.checkpoint import (extract_state_dict,
-                                     load_state_dict_checked)
+from mmstop.utils.checkpoint import extract_state_dict, load_state_dict_checked
 
 
 @HOOKS.register_module()

@@ -48,8 +48,7 @@ from mmengine.model import BaseModule
 from mmstop.registry import MODELS
 from mmstop.utils.checkpoint import (load_checkpoint_checked,
                                      split_pretrained_init_cfg)
-from ..clip import (build_open_clip, load_clip_state_dict,
-                    read_clip_checkpoint)
+from ..clip import build_open_clip, load_clip_state_dict, read_clip_checkpoint
 from ..clip.builder import resolve_clip_arch
 from ..prompts.base import STOPPromptModule
 from ..prompts.dgl import Adapter, DGLPromptGenerator
@@ -160,7 +159,8 @@ class STOPCLIP(BaseModule):
         self.freeze_clip = freeze_clip
 
         # uniform init bound of the official global prompts (xavier-like)
-        bound = math.sqrt(6. / float(3 * self.patch_size**2 + self.vision_width))
+        bound = math.sqrt(6. /
+                          float(3 * self.patch_size**2 + self.vision_width))
         self.global_prompts = nn.Parameter(
             torch.empty(1, num_global_prompts, self.vision_width))
         nn.init.uniform_(self.global_prompts, -bound, bound)
@@ -251,7 +251,8 @@ class STOPCLIP(BaseModule):
 
     @property
     def logit_scale(self) -> torch.Tensor:
-        """CLIP's ``logit_scale`` (``ln(1/tau)``; frozen at ln 100 officially)."""
+        """CLIP's ``logit_scale`` (``ln(1/tau)``; frozen at ln 100
+        officially)."""
         return self.clip.logit_scale
 
     # ------------------------------------------------------------------
@@ -333,7 +334,7 @@ class STOPCLIP(BaseModule):
         """
         self._check_frames(frames)
         B, T = frames.shape[:2]
-        intra, inter_prompt = self.intra_prompt, self.inter_prompt
+        intra = self.intra_prompt
         out: Dict[str, torch.Tensor] = {}
         region_mask = None
         if intra is not None:
@@ -345,7 +346,8 @@ class STOPCLIP(BaseModule):
         out.update(h0=h0, VP=visual_prompts)
 
         g = self.global_prompts.to(h0.dtype).expand(B, -1, -1)
-        tokens, slots = h0, None  # frame tokens [B, T, 1+N, D]
+        # frame tokens [B, T, 1+N, D]; f: the previous layer's, with slots
+        tokens, slots, f = h0, None, None
         layer_outputs: List[Dict[str, torch.Tensor]] = []
         globals_, cls_ = [], []
         for index, block in enumerate(self.clip.visual.transformer.resblocks):

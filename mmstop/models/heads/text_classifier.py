@@ -67,10 +67,12 @@ class TextClassifierHead(BaseHead):
         if num_classes is not None and num_classes != len(names):
             raise ValueError(
                 f'num_classes={num_classes} but {len(names)} class names were '
-                f'given ({class_names if isinstance(class_names, str) else "list"})')
+                'given '
+                f'({class_names if isinstance(class_names, str) else "list"})')
         if '{}' not in template:
             raise ValueError(
-                f"template must contain '{{}}' for the class name, got {template!r}")
+                "template must contain '{}' for the class name, got "
+                f'{template!r}')
         super().__init__(
             num_classes=len(names),
             in_channels=in_channels,

@@ -125,8 +125,8 @@ def resolve_impl(impl: str, device: Union[str, torch.device]) -> str:
     return impl
 
 
-def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> Tuple[int, int,
-                                                                 int, int]:
+def _check_inputs(u, delta, A, B, C, D, z,
+                  delta_bias) -> Tuple[int, int, int, int]:
     """Validate shapes; return ``(batch, channels, length, state)``."""
     for name, t in (('u', u), ('delta', delta), ('A', A), ('B', B),
                     ('C', C), ('D', D), ('z', z), ('delta_bias', delta_bias)):

@@ -1,7 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
 from .base import (BaseInterFramePrompt, BaseIntraFramePrompt,
-                   InterFramePrompts, IntraFramePromptOutput,
-                   STOPPromptModule)
+                   InterFramePrompts, IntraFramePromptOutput, STOPPromptModule)
 from .dgl import Adapter, DGLPromptGenerator
 from .stop_inter import (AttentiveInterFramePrompt, DynamicInterFramePrompt,
                          build_inter_frame_prompt)
@@ -15,7 +14,8 @@ __all__ = [
     'STOPPromptModule', 'TokenIntraFramePrompt', 'build_inter_frame_prompt',
     'build_intra_frame_prompt'
 ]
-from .ssp import (FrameImportance, FrameSummary, IntraFrameGathering,  # noqa: E402,E501
-                  PromptAttention, StateSpacePrompting)
+from .ssp import (FrameImportance, FrameSummary,  # noqa: E402,E501
+                  IntraFrameGathering, PromptAttention, StateSpacePrompting)
+
 __all__ += ['FrameImportance', 'FrameSummary', 'IntraFrameGathering',
             'PromptAttention', 'StateSpacePrompting']

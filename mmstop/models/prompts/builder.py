@@ -101,7 +101,8 @@ def _mode_class(kind: str, cfg: dict, classes: Dict[str, str],
                 f'mode takes them); expected a subset of {sorted(accepted)}')
         owners = sorted(o for o, opts in others.items() if set(unknown) & opts)
         raise TypeError(
-            f'{kind} option(s) {unknown} belong to mode {" / ".join(map(repr, owners))}, '
+            f'{kind} option(s) {unknown} belong to mode '
+            f'{" / ".join(map(repr, owners))}, '
             f'not {mode!r}: drop them when switching modes (in a config: '
             f"{kind}=dict(_delete_=True, mode={mode!r}, ...)); mode {mode!r} "
             f'takes {sorted(accepted)}')

@@ -110,7 +110,8 @@ class DGLPromptGenerator(nn.Module):
         super().__init__()
         if mode not in ('transformer', 'linear'):
             raise ValueError(
-                f"prompt_generator must be 'transformer' or 'linear', got {mode!r}")
+                "prompt_generator must be 'transformer' or 'linear', got "
+                f'{mode!r}')
         self.mode = mode
         self.embed_dims = embed_dims
         self.text_dims = text_dims
@@ -122,7 +123,8 @@ class DGLPromptGenerator(nn.Module):
         if init_bound is None:
             init_bound = math.sqrt(6. / float(3 * 32 * 32 + embed_dims))
         if mode == 'transformer':
-            rows = num_text_prefix + num_text_postfix + num_local_prompts * num_frames
+            rows = (num_text_prefix + num_text_postfix +
+                    num_local_prompts * num_frames)
             self.embedding = nn.Embedding(rows, num_layers * embed_dims)
             heads = num_heads or max(1, embed_dims // 64)
             self.transformer = ResidualAttentionBlock(
@@ -133,12 +135,13 @@ class DGLPromptGenerator(nn.Module):
                 ('c_proj', nn.Linear(embed_dims * 2, text_dims)),
             ]))
         else:
-            if num_text_prefix != num_local_prompts or num_text_postfix not in (
-                    0, num_local_prompts):
+            if (num_text_prefix != num_local_prompts
+                    or num_text_postfix not in (0, num_local_prompts)):
                 raise ValueError(
                     "'linear' prompt generator projects the local prompts to "
-                    'text prompts: num_text_prefix must equal num_local_prompts '
-                    f'({num_local_prompts}) and num_text_postfix must be 0 or '
+                    'text prompts: num_text_prefix must equal '
+                    f'num_local_prompts ({num_local_prompts}) and '
+                    'num_text_postfix must be 0 or '
                     f'{num_local_prompts}; got {num_text_prefix} and '
                     f'{num_text_postfix}')
             self.embedding = nn.Parameter(
@@ -157,11 +160,13 @@ class DGLPromptGenerator(nn.Module):
         L, D = self.num_layers, self.embed_dims
         if self.mode == 'transformer':
             table = self.embedding.weight  # [rows, L*D]
-            seq = table.view(table.shape[0], L, D).transpose(0, 1)  # [L, rows, D]
+            # [L, rows, D]
+            seq = table.view(table.shape[0], L, D).transpose(0, 1)
             seq = self.transformer(seq)
             n_text = self.num_text_prompts
             return self.text_mlp(seq[:, :n_text]), seq[:, n_text:]
-        local = self.embedding.view(self.num_local_prompts, L, D).transpose(0, 1)
+        local = self.embedding.view(self.num_local_prompts, L,
+                                    D).transpose(0, 1)
         text = [self.prefix_proj(local)]
         if self.postfix_proj is not None:
             text.append(self.postfix_proj(local))

@@ -59,8 +59,8 @@ class AttentiveInterFramePrompt(BaseInterFramePrompt):
     """Official STOP inter-frame prompt (``mode='official'``).
 
     Input: the layer-0 tokens ``h0`` of every frame (``[B, T, 1+N, D]``, CLS
-    first) and, optionally, the intra-frame region mask ``R`` (``[B, T, G, G]``,
-    ``G*G = N``).
+    first) and, optionally, the intra-frame region mask ``R``
+    (``[B, T, G, G]``, ``G*G = N``).
 
     1. ``Z = MHA(z, z, z)`` over each video's ``T*N`` patch tokens (no
        residual, no norm), viewed as a one-channel volume ``[B, 1, T, N, D]``.
@@ -448,8 +448,9 @@ class DynamicInterFramePrompt(BaseInterFramePrompt):
             # eq. 12
             seq = diff.reshape(B, n_groups * N, D)
             a = self.attention(seq, seq, seq, need_weights=False)[0]
-            q = run_conv_stack(self.conv, a.reshape(B, n_groups, N, D)
-                                .unsqueeze(1)).squeeze(1)
+            q = run_conv_stack(self.conv,
+                               a.reshape(B, n_groups, N, D).unsqueeze(1))
+            q = q.squeeze(1)
             q = q.transpose(2, 3)  # [B, G, D, N]: heads mix the patch axis
             for n in counts.unique().tolist():
                 if n == 0:

@@ -61,7 +61,8 @@ def top_k_strict_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 @MODELS.register_module()
 class PixelIntraFramePrompt(BaseIntraFramePrompt):
-    """Official STOP intra-frame prompt, applied to pixels (``mode='official'``).
+    """Official STOP intra-frame prompt, applied to pixels
+    (``mode='official'``).
 
     Given normalised frames ``x`` of shape ``[B, T, 3, H, W]``:
 
@@ -132,7 +133,8 @@ class PixelIntraFramePrompt(BaseIntraFramePrompt):
             s // p for s, p in zip(self.image_size, self.patch_size))
         if mask_pooling not in ('residue', 'patch'):
             raise ValueError(
-                f"mask_pooling must be 'residue' or 'patch', got {mask_pooling!r}")
+                "mask_pooling must be 'residue' or 'patch', got "
+                f'{mask_pooling!r}')
         if len(hidden_channels) != 3:
             raise ValueError(
                 f'hidden_channels must have 3 entries, got {hidden_channels}')
@@ -180,7 +182,8 @@ class PixelIntraFramePrompt(BaseIntraFramePrompt):
         return score_map.reshape(B, T, gh, ph, gw, pw).mean(dim=(3, 5))
 
     def expand_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """Expand a ``[B, T, G, G]`` cell mask to ``[B, T, 1, H, W]`` pixels."""
+        """Expand a ``[B, T, G, G]`` cell mask to ``[B, T, 1, H, W]``
+        pixels."""
         B, T = mask.shape[:2]
         (gh, gw), (ph, pw) = self.grid_size, self.patch_size
         if self.mask_pooling == 'residue':
@@ -191,8 +194,10 @@ class PixelIntraFramePrompt(BaseIntraFramePrompt):
             pix = mask[:, :, :, None, :, None].expand(B, T, gh, ph, gw, pw)
         return pix.reshape(B, T, 1, gh * ph, gw * pw)
 
-    def region_mask(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Region scores ``[B, T, G, G]`` and boolean mask of the same shape."""
+    def region_mask(self,
+                    x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Region scores ``[B, T, G, G]`` and boolean mask of the same
+        shape."""
         score_map = conv3d_same(
             x.transpose(1, 2), self.region_scorer.weight,
             self.region_scorer.bias, self.region_scorer.padding)

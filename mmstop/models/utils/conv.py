@@ -10,7 +10,8 @@ from .recording import operators_recorded
 
 
 def _fast_fft_length(n: int) -> int:
-    """Smallest 5-smooth integer >= n (FFT sizes that pocketfft handles fast)."""
+    """Smallest 5-smooth integer >= n (FFT sizes that pocketfft handles
+    fast)."""
     while True:
         m = n
         for p in (2, 3, 5):

@@ -31,7 +31,8 @@ def test_missing_key_raises_and_allowed_keys_pass(toy_runner, tmp_path):
     del state['body.bias']
     path = str(tmp_path / 'partial.pth')
     torch.save(dict(state_dict=state), path)
-    with pytest.raises(CheckpointMismatchError, match=r'missing key.*body\.bias'):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'missing key.*body\.bias'):
         runner.load_checkpoint(path)
 
     runner = toy_runner(custom_hooks=[

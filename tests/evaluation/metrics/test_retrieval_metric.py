@@ -168,6 +168,7 @@ def _dist_worker(rank, world, port, tmpdir):
 
 def test_metric_distributed_gather(tmp_path):
     import socket
+
     import torch.multiprocessing as mp
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

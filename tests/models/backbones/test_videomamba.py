@@ -41,8 +41,8 @@ def randomize_ssp(model, seed=0):
 def test_arch_table(arch, dims, depth):
     with torch.device('meta'):
         model = VideoMamba(arch=arch)
-    assert (model.embed_dims, model.depth, len(model.layers)) == (dims, depth,
-                                                                   depth)
+    assert (model.embed_dims, model.depth,
+            len(model.layers)) == (dims, depth, depth)
     mixer = model.layers[0].mixer
     assert (mixer.d_inner, mixer.dt_rank, mixer.d_state, mixer.d_conv) == (
         2 * dims, math.ceil(dims / 16), 16, 4)
@@ -258,8 +258,8 @@ def test_trainable_set(ssp, freeze, expected):
 
 
 @pytest.mark.parametrize('arch,ssp_params', [('tiny', 1_384_154),
-                                              ('small', 1_901_210),
-                                              ('middle', 2_418_274)])
+                                             ('small', 1_901_210),
+                                             ('middle', 2_418_274)])
 def test_trainable_count_paper_setting(arch, ssp_params):
     """224 x 224, 8 frames, P = 3: SSP ("2.41M" for middle) + norm_f."""
     with torch.device('meta'):

@@ -11,7 +11,8 @@
 
 Usage::
 
-    python tools/run_demo.py [--config CONFIG] [--work-dir DIR] [--data-root DIR]
+    python tools/run_demo.py [--config CONFIG] [--work-dir DIR] \
+        [--data-root DIR]
 
 Any demo config whose datasets read ``data/demo`` works, e.g.
 ``configs/ssp_videomamba_demo.py``.
@@ -31,7 +32,8 @@ DEFAULT_DATA_ROOT = 'data/demo'
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        '--config', default=osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'))
+        '--config',
+        default=osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'))
     parser.add_argument('--work-dir', default=None,
                         help='default: work_dirs/<config name>')
     parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
@@ -114,8 +116,10 @@ def main(argv=None):
         predictions = pickle.load(f)
     correct = sum(int(p['pred_label'].item() == p['gt_label'].item())
                   for p in predictions)
-    print(f'\n{name}: top-1 accuracy {100.0 * correct / len(predictions):.1f}% '
-          f'({correct}/{len(predictions)} test videos), checkpoint {checkpoint}')
+    accuracy = 100.0 * correct / len(predictions)
+    print(f'\n{name}: top-1 accuracy {accuracy:.1f}% '
+          f'({correct}/{len(predictions)} test videos), '
+          f'checkpoint {checkpoint}')
 
 
 if __name__ == '__main__':

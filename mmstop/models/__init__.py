@@ -1,6 +1,6 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-from . import (backbones, converters, heads, ops, prompts, recognizers,  # noqa: F401
-               similarity)
+from . import backbones, converters, heads, ops, prompts  # noqa: F401
+from . import recognizers, similarity  # noqa: F401
 from .backbones import STOPCLIP, VideoMamba
 from .heads import TextClassifierHead
 from .recognizers import STOPRecognizer

@@ -10,6 +10,8 @@ import os.path as osp
 import pytest
 import torch
 from helpers import REPO_ROOT
+from helpers import SMALL_PIXELS as SMALL
+from helpers import build_small_dataset
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
@@ -17,7 +19,7 @@ from mmengine.registry import init_default_scope
 from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
 
 from mmstop.datasets import generate_demo_dataset
-from mmstop.registry import DATASETS, MODELS, PARAM_SCHEDULERS
+from mmstop.registry import MODELS, PARAM_SCHEDULERS
 
 # the official scripts (docs/ssp.md#training-recipe, the config headers) and
 # the parameter counts (docs/ssp.md#trainable-parameters)
@@ -201,18 +203,6 @@ def test_builds_full_model(case):
 # --------------------------------------------------------------------------
 # data pipelines and one training step of the same composition, small
 # --------------------------------------------------------------------------
-SMALL = 32  # pixels instead of 224
-
-
-def shrink(obj):
-    """The config with every 224 pixel size replaced by SMALL."""
-    if isinstance(obj, dict):
-        return {k: shrink(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(shrink(v) for v in obj)
-    return SMALL if obj == 224 and not isinstance(obj, bool) else obj
-
-
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
@@ -221,12 +211,8 @@ def demo(tmp_path_factory):
 
 
 def build_dataset(cfg, loader, demo):
-    ds = copy.deepcopy(cfg[loader].dataset.to_dict())
-    ds.update(ann_file=demo['val_ann'] if 'test' in loader or 'val' in loader
-              else demo['train_ann'],
-              data_prefix=dict(video=demo['video_dir']))
-    ds['pipeline'] = shrink(ds['pipeline'])
-    return DATASETS.build(ds)
+    ann = demo['train_ann' if loader == 'train_dataloader' else 'val_ann']
+    return build_small_dataset(cfg, loader, ann, demo['video_dir'])
 
 
 def test_pipelines_and_train_step(case, demo):

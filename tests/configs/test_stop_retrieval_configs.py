@@ -12,13 +12,15 @@ import os.path as osp
 import pytest
 import torch
 from helpers import REPO_ROOT
+from helpers import SMALL_PIXELS as SMALL
+from helpers import build_small_dataset
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from mmstop.datasets import generate_demo_dataset
-from mmstop.registry import DATASETS, MODELS, PARAM_SCHEDULERS
+from mmstop.registry import MODELS, PARAM_SCHEDULERS
 
 # docs/retrieval.md#1-recipes (DiDeMo: no official script, assumed =
 # ActivityNet) and docs/stop.md#trainable-parameters (transformer 13,081,528
@@ -201,18 +203,6 @@ def test_demo_config_is_the_msrvtt_recipe_on_a_tiny_clip():
 # --------------------------------------------------------------------------
 # data pipelines and a loss / predict step of the same composition, small
 # --------------------------------------------------------------------------
-SMALL = 32  # pixels instead of 224
-
-
-def shrink(obj):
-    """The config with every 224 pixel size replaced by SMALL."""
-    if isinstance(obj, dict):
-        return {k: shrink(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(shrink(v) for v in obj)
-    return SMALL if obj == 224 and not isinstance(obj, bool) else obj
-
-
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
@@ -221,12 +211,9 @@ def demo(tmp_path_factory):
 
 
 def build_dataset(cfg, loader, demo):
-    ds = copy.deepcopy(cfg[loader].dataset.to_dict())
     split = 'train' if loader == 'train_dataloader' else 'val'
-    ds.update(ann_file=demo[f'captions_{split}'],
-              data_prefix=dict(video=demo['video_dir']))
-    ds['pipeline'] = shrink(ds['pipeline'])
-    return DATASETS.build(ds)
+    return build_small_dataset(cfg, loader, demo[f'captions_{split}'],
+                               demo['video_dir'])
 
 
 def test_pipelines_and_model_step(case, demo):

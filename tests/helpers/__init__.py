@@ -101,6 +101,34 @@ def tiny_stop_similarity(intra_prompt=None, inter_prompt=None, **kwargs):
 
 
 # --------------------------------------------------------------------------
+# a recipe's data pipeline at a CPU-test size
+# --------------------------------------------------------------------------
+SMALL_PIXELS = 32  # instead of the recipes' 224
+
+
+def shrink_pixels(obj, size=224, small=SMALL_PIXELS):
+    """``obj`` (config dicts / lists) with every ``size`` replaced by
+    ``small``."""
+    if isinstance(obj, dict):
+        return {k: shrink_pixels(v, size, small) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(shrink_pixels(v, size, small) for v in obj)
+    return small if obj == size and not isinstance(obj, bool) else obj
+
+
+def build_small_dataset(cfg, loader, ann_file, video_dir):
+    """The dataset of ``cfg[loader]`` on ``ann_file`` and the videos of
+    ``video_dir``, every 224-pixel size of its pipeline ``SMALL_PIXELS``."""
+    import copy
+
+    from mmstop.registry import DATASETS
+    ds = copy.deepcopy(cfg[loader].dataset.to_dict())
+    ds.update(ann_file=ann_file, data_prefix=dict(video=video_dir))
+    ds['pipeline'] = shrink_pixels(ds['pipeline'])
+    return DATASETS.build(ds)
+
+
+# --------------------------------------------------------------------------
 # VideoMamba + SSP
 # --------------------------------------------------------------------------
 def ssp_recognizer(arch, img_size, num_frames, num_classes, ssp=None,

@@ -1,5 +1,5 @@
 # Copyright (c) mmstop contributors. All rights reserved.
-r"""Pretrain mmstop's tiny VideoMamba on procedural (shape, motion) clips (CPU).
+r"""Pretrain mmstop's tiny VideoMamba on procedural (shape, motion) clips.
 
 The supervised pretraining that the published VideoMamba models get on
 Kinetics-400, at toy scale: a small :class:`mmstop.models.VideoMamba`

@@ -8,6 +8,7 @@ torch >= 2.6, torchrun on CPU).
 Examples::
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--dump out.pkl]
+    python tools/test.py CONFIG   # no checkpoint: the model's own init
     bash tools/dist_test.sh CONFIG CHECKPOINT 2 [ARGS]
 """
 import argparse
@@ -22,6 +23,7 @@ if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
 
 import mmstop  # noqa: E402,F401  (registers modules, applies compat patches)
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmaction.registry import RUNNERS  # noqa: E402
@@ -31,7 +33,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) an mmstop / MMAction2 model')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint', nargs='?', default=None,
+        help='checkpoint file; without one the model is tested with the '
+        'weights its init_weights gives it (e.g. a backbone\'s pretrained= '
+        'checkpoint: zero-shot CLIP, configs/clip_zeroshot_motion.py)')
     parser.add_argument(
         '--work-dir',
         help='where the log and metrics go; defaults to the config\'s '
@@ -93,7 +99,8 @@ def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.config):
         raise SystemExit(f'error: config file {args.config} does not exist')
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+    if args.checkpoint is not None and '://' not in args.checkpoint and \
+            not osp.isfile(args.checkpoint):
         raise SystemExit(
             f'error: checkpoint file {args.checkpoint} does not exist')
     cfg = Config.fromfile(args.config)
@@ -102,6 +109,11 @@ def main(argv=None):
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
+    if args.checkpoint is None:
+        # MMEngine initialises weights in train() only
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        model.init_weights()
     runner.test()
 
 

@@ -229,7 +229,12 @@ def analyse(path: str,
         break
     retrieval = isinstance(model, STOPSimilarity)
     text_length = text_macs = None
-    if hasattr(getattr(model, 'backbone', None), 'encode_text'):
+    # text cost where the text tower runs: retrieval, or a head that
+    # classifies through class texts (not a linear probe of a CLIP)
+    reads_text = retrieval or hasattr(
+        getattr(model, 'cls_head', None), 'class_token_ids')
+    if reads_text and hasattr(getattr(model, 'backbone', None),
+                              'encode_text'):
         text_length = (
             caption_length
             if retrieval else int(model.cls_head.class_token_ids.shape[1]))

@@ -80,12 +80,18 @@ def test_overridden_variables_reach_every_field_that_uses_them(name):
         overrides['num_classes'] = 7
     if names:
         overrides['classnames_file'] = 'elsewhere/names.txt'
+    # the motion configs name their classes for the text tower separately
+    # (class_texts), in the order of classnames_file
+    texts = 'class_texts' in cfg
+    if texts:
+        overrides['class_texts'] = [f'class {i}' for i in range(7)]
     cfg.merge_from_dict(overrides)
     cfg = resolve_config(cfg)
 
     backbone = cfg.model.backbone
-    assert backbone.num_frames == frames
-    if backbone.type == 'STOPCLIP':
+    if backbone.type != 'CLIPFrameEncoder':  # it takes any frame count
+        assert backbone.num_frames == frames
+    if backbone.type in ('STOPCLIP', 'CLIPFrameEncoder'):
         assert backbone.arch.image_size == size
     else:
         assert backbone.img_size == size
@@ -108,8 +114,10 @@ def test_overridden_variables_reach_every_field_that_uses_them(name):
         for augment in (blending.augments if blending else []):
             assert augment.num_classes == 7
         assert all(ds.num_classes == 7 for ds in datasets(cfg))
+    if (names or texts) and 'class_names' in cfg.model.cls_head:
+        assert cfg.model.cls_head.class_names == (
+            overrides['class_texts'] if texts else 'elsewhere/names.txt')
     if names:
-        assert cfg.model.cls_head.class_names == 'elsewhere/names.txt'
         assert all(ds.classnames_file == 'elsewhere/names.txt'
                    for ds in datasets(cfg))
 

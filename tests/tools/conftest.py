@@ -11,7 +11,7 @@ import pytest
 TIMEOUT = 600  # seconds per subprocess; a hang fails instead of blocking CI
 
 
-def _run_tool(cmd, log_path, **env):
+def _run_tool(cmd, log_path, timeout=TIMEOUT, **env):
     """Run ``cmd`` in the directory of ``log_path`` (the test's temporary
     directory: whatever a tool writes beside its work dir, e.g. MMEngine's
     ``.dist_test/`` of a distributed evaluation, stays out of the
@@ -20,7 +20,8 @@ def _run_tool(cmd, log_path, **env):
 
     The environment: one OpenMP thread (the demos are many small ops, and 2
     threads stall when the other core is busy), ``HF_HUB_OFFLINE=1``,
-    ``PYTHON`` = this interpreter (read by tools/dist_*.sh), plus ``env``.
+    ``PYTHON`` = this interpreter (read by tools/dist_*.sh), plus ``env``;
+    ``timeout`` seconds at most.
     """
     full_env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1',
                     PYTHON=sys.executable, **env)
@@ -28,7 +29,7 @@ def _run_tool(cmd, log_path, **env):
         proc = subprocess.run(
             cmd, cwd=osp.dirname(osp.abspath(log_path)), env=full_env,
             stdout=log,
-            stderr=subprocess.STDOUT, timeout=TIMEOUT)
+            stderr=subprocess.STDOUT, timeout=timeout)
     with open(log_path) as f:
         output = f.read()
     assert proc.returncode == 0, (

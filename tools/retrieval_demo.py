@@ -27,24 +27,19 @@ Three commands:
     encoded on its own (a batch of one, so in official mode its feature
     differs from one computed in a batch; the tool says so).
 
-Examples (the built-in demo)::
+Examples (the CPU demo on mmstop's tiny pretrained CLIP, docs/retrieval.md
+section 7)::
 
-    python tools/data/generate_demo_dataset.py data/demo
-    python tools/train.py configs/stop_clip_retrieval_demo.py
-    python tools/retrieval_demo.py embed configs/stop_clip_retrieval_demo.py \\
-        work_dirs/stop_clip_retrieval_demo/epoch_5.pth data/demo/videos \\
-        --out work_dirs/demo_videos.pt
-    python tools/retrieval_demo.py query work_dirs/demo_videos.pt \\
-        "a red square moving up" --top-k 3
-    python tools/retrieval_demo.py query-video work_dirs/demo_videos.pt \\
+    python tools/run_demo.py --methods zeroshot   # writes data/motion
+    python tools/train.py configs/stop_clip_retrieval_motion.py
+    python tools/retrieval_demo.py embed \\
+        configs/stop_clip_retrieval_motion.py \\
+        work_dirs/stop_clip_retrieval_motion/epoch_5.pth data/motion/videos \\
+        --out work_dirs/motion_videos.pt
+    python tools/retrieval_demo.py query work_dirs/motion_videos.pt \\
+        "a red square" --top-k 3
+    python tools/retrieval_demo.py query-video work_dirs/motion_videos.pt \\
         val_0000.mp4 --captions my_captions.txt
-
-Bad input (missing folder, file, checkpoint, features file, captions file,
-an empty folder, a folder where no video decodes, an empty query, a
-checkpoint that does not match the config's model) ends with ``error: ...``
-naming the path or key, exit status 2. Checkpoints and features files are
-read with mmstop's safe loader (``torch.load(weights_only=True)``): nothing
-in them can run code.
 """
 import argparse
 import os

@@ -20,7 +20,6 @@ Extras: ``tests`` (pytest) and ``lint`` (flake8, isort, yapf, codespell, as
 configured in setup.cfg; yapf at the version mmengine resolves to).
 """
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 
@@ -57,8 +56,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         'tests': ['pytest==9.2.0'],
-        'lint': ['flake8==7.1.1', 'isort==5.13.2', 'yapf==0.43.0',
-                 'codespell==2.3.0'],
+        'lint':
+        ['flake8==7.1.1', 'isort==5.13.2', 'yapf==0.43.0', 'codespell==2.3.0'],
     },
     license='Apache License 2.0',
     zip_safe=False,

@@ -52,38 +52,55 @@ model = dict(
         pretrained=pretrained_checkpoint),
     cls_head=dict(num_classes=num_classes, in_channels=embed_dims),
     data_preprocessor=dict(
-        blending=dict(
-            augments=[
-                dict(type='MixupBlending', alpha=0.8,
-                     num_classes=num_classes),
-                dict(type='CutmixBlending', alpha=1.0,
-                     num_classes=num_classes)
-            ])))
+        blending=dict(augments=[
+            dict(type='MixupBlending', alpha=0.8, num_classes=num_classes),
+            dict(type='CutmixBlending', alpha=1.0, num_classes=num_classes)
+        ])))
 
 img_mean = [123.675, 116.28, 103.53]
 img_std = [58.395, 57.12, 57.375]
 clip_augment = [
-    dict(type='TorchVisionWrapper', op='RandAugment', num_ops=4, magnitude=7,
-         num_magnitude_bins=11, interpolation=2),
-    dict(type='RandomResizedCrop', area_range=(0.08, 1.0),
-         aspect_ratio_range=(3 / 4, 4 / 3)),
+    dict(
+        type='TorchVisionWrapper',
+        op='RandAugment',
+        num_ops=4,
+        magnitude=7,
+        num_magnitude_bins=11,
+        interpolation=2),
+    dict(
+        type='RandomResizedCrop',
+        area_range=(0.08, 1.0),
+        aspect_ratio_range=(3 / 4, 4 / 3)),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand',
-         fill_color=img_mean, fill_std=img_std),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        fill_color=img_mean,
+        fill_std=img_std),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
 train_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
-         num_clips=1, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=2,
+        num_clips=1,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='RepeatedAugment', num_repeats=2, transforms=clip_augment)
 ]
 val_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
-         num_clips=1, test_mode=True, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=2,
+        num_clips=1,
+        test_mode=True,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, resize_short)),
     dict(type='CenterCrop', crop_size=image_size),
@@ -92,8 +109,13 @@ val_pipeline = [
 ]
 test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
-         num_clips=2, test_mode=True, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=2,
+        num_clips=2,
+        test_mode=True,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, resize_short)),
     dict(type='LongSideCrops', crop_size=image_size, num_crops=3),
@@ -125,7 +147,10 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=peak_lr, betas=(0.9, 0.999), eps=1e-8,
+        type='AdamW',
+        lr=peak_lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
         weight_decay=0.05),
     paramwise_cfg=dict(
         flat_decay_mult=0.0,
@@ -135,12 +160,22 @@ optim_wrapper = dict(
             'cls_token': dict(decay_mult=0.0),
         }))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_lr / peak_lr, end_factor=1.0,
-         by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=num_epochs,
-         T_max=num_epochs - warmup_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_lr / peak_lr,
+        end_factor=1.0,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=num_epochs,
+        T_max=num_epochs - warmup_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=num_epochs, val_interval=num_epochs)
 auto_scale_lr = dict(base_batch_size=4)

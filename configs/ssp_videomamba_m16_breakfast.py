@@ -31,13 +31,10 @@ model = dict(
     backbone=dict(num_frames=num_frames, pretrained=pretrained_checkpoint),
     cls_head=dict(num_classes=num_classes),
     data_preprocessor=dict(
-        blending=dict(
-            augments=[
-                dict(type='MixupBlending', alpha=0.8,
-                     num_classes=num_classes),
-                dict(type='CutmixBlending', alpha=1.0,
-                     num_classes=num_classes)
-            ])),
+        blending=dict(augments=[
+            dict(type='MixupBlending', alpha=0.8, num_classes=num_classes),
+            dict(type='CutmixBlending', alpha=1.0, num_classes=num_classes)
+        ])),
     # 48 views of 32 frames: run them 6 at a time (the SSP frame importance
     # takes its entropy max over each chunk; the official test batches 2
     # views per GPU, the effect is at round-off level)
@@ -48,13 +45,14 @@ train_pipeline = [
     dict(type='UniformSample', clip_len=num_frames, num_clips=1),
     dict(type='DecordDecode'),
     # UCF101's per-clip augmentation, twice per decoded video
-    dict(type='RepeatedAugment', num_repeats=2,
-         transforms=_base_.clip_augment)
+    dict(
+        type='RepeatedAugment', num_repeats=2, transforms=_base_.clip_augment)
 ]
 val_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='UniformSample', clip_len=num_frames, num_clips=1,
-         test_mode=True),
+    dict(
+        type='UniformSample', clip_len=num_frames, num_clips=1,
+        test_mode=True),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, image_size)),
     dict(type='CenterCrop', crop_size=image_size),
@@ -63,8 +61,9 @@ val_pipeline = [
 ]
 test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='UniformSample', clip_len=num_frames, num_clips=8,
-         test_mode=True),
+    dict(
+        type='UniformSample', clip_len=num_frames, num_clips=8,
+        test_mode=True),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, image_size)),
     dict(type='LongSideCrops', crop_size=image_size, num_crops=6),
@@ -92,12 +91,22 @@ warmup_epochs = 5
 optim_wrapper = dict(
     optimizer=dict(lr=peak_lr), accumulative_counts=accumulative_counts)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_lr / peak_lr, end_factor=1.0,
-         by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=num_epochs,
-         T_max=num_epochs - warmup_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_lr / peak_lr,
+        end_factor=1.0,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=num_epochs,
+        T_max=num_epochs - warmup_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=num_epochs)
 auto_scale_lr = dict(base_batch_size=8)  # 2 videos x 4 GPUs

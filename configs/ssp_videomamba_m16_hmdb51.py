@@ -19,13 +19,10 @@ ann_file_test = ann_file_val
 model = dict(
     cls_head=dict(num_classes=num_classes),
     data_preprocessor=dict(
-        blending=dict(
-            augments=[
-                dict(type='MixupBlending', alpha=0.8,
-                     num_classes=num_classes),
-                dict(type='CutmixBlending', alpha=1.0,
-                     num_classes=num_classes)
-            ])))
+        blending=dict(augments=[
+            dict(type='MixupBlending', alpha=0.8, num_classes=num_classes),
+            dict(type='CutmixBlending', alpha=1.0, num_classes=num_classes)
+        ])))
 
 # UCF101's test pipeline with 8 temporal windows (x 3 crops) instead of 4
 test_pipeline = [
@@ -47,12 +44,22 @@ num_epochs = 10
 warmup_epochs = 5
 optim_wrapper = dict(optimizer=dict(lr=peak_lr))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_lr / peak_lr, end_factor=1.0,
-         by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=num_epochs,
-         T_max=num_epochs - warmup_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_lr / peak_lr,
+        end_factor=1.0,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=num_epochs,
+        T_max=num_epochs - warmup_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=num_epochs)
 # official seed 0 + rank (no --fix_seed)

@@ -30,27 +30,22 @@ ann_file_test = ann_file_val  # the SSv2 test labels are not public
 model = dict(
     cls_head=dict(num_classes=num_classes),
     data_preprocessor=dict(
-        blending=dict(
-            augments=[
-                dict(type='MixupBlending', alpha=0.8,
-                     num_classes=num_classes),
-                dict(type='CutmixBlending', alpha=1.0,
-                     num_classes=num_classes)
-            ])))
+        blending=dict(augments=[
+            dict(type='MixupBlending', alpha=0.8, num_classes=num_classes),
+            dict(type='CutmixBlending', alpha=1.0, num_classes=num_classes)
+        ])))
 
 # UCF101's per-clip augmentation without the horizontal flip
 clip_augment = [t for t in _base_.clip_augment if t.type != 'Flip']
 train_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SegmentSampleFrames', num_segments=num_frames,
-         test_mode=False),
+    dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=False),
     dict(type='DecordDecode'),
     dict(type='RepeatedAugment', num_repeats=2, transforms=clip_augment)
 ]
 val_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SegmentSampleFrames', num_segments=num_frames,
-         test_mode=True),
+    dict(type='SegmentSampleFrames', num_segments=num_frames, test_mode=True),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, image_size)),
     dict(type='CenterCrop', crop_size=image_size),
@@ -85,12 +80,22 @@ warmup_epochs = 5
 optim_wrapper = dict(
     optimizer=dict(lr=peak_lr), accumulative_counts=accumulative_counts)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_lr / peak_lr, end_factor=1.0,
-         by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=num_epochs,
-         T_max=num_epochs - warmup_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_lr / peak_lr,
+        end_factor=1.0,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=num_epochs,
+        T_max=num_epochs - warmup_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=num_epochs)
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -70,40 +70,57 @@ model = dict(
         pretrained=pretrained_checkpoint),
     cls_head=dict(num_classes=num_classes),
     data_preprocessor=dict(
-        blending=dict(
-            augments=[
-                dict(type='MixupBlending', alpha=0.8,
-                     num_classes=num_classes),
-                dict(type='CutmixBlending', alpha=1.0,
-                     num_classes=num_classes)
-            ])))
+        blending=dict(augments=[
+            dict(type='MixupBlending', alpha=0.8, num_classes=num_classes),
+            dict(type='CutmixBlending', alpha=1.0, num_classes=num_classes)
+        ])))
 
 img_mean = [123.675, 116.28, 103.53]
 img_std = [58.395, 57.12, 57.375]
 # the random augmentation of one clip, run twice per decoded video
 clip_augment = [
-    dict(type='TorchVisionWrapper', op='RandAugment', num_ops=4, magnitude=7,
-         num_magnitude_bins=11, interpolation=2),  # 2 = bilinear
-    dict(type='RandomResizedCrop', area_range=(0.08, 1.0),
-         aspect_ratio_range=(3 / 4, 4 / 3)),
+    dict(
+        type='TorchVisionWrapper',
+        op='RandAugment',
+        num_ops=4,
+        magnitude=7,
+        num_magnitude_bins=11,
+        interpolation=2),  # 2 = bilinear
+    dict(
+        type='RandomResizedCrop',
+        area_range=(0.08, 1.0),
+        aspect_ratio_range=(3 / 4, 4 / 3)),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
     dict(type='Flip', flip_ratio=0.5),  # opt-in, see the header
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand',
-         fill_color=img_mean, fill_std=img_std),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        fill_color=img_mean,
+        fill_std=img_std),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
 train_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=4,
-         num_clips=1, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=4,
+        num_clips=1,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='RepeatedAugment', num_repeats=2, transforms=clip_augment)
 ]
 val_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=4,
-         num_clips=1, test_mode=True, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=4,
+        num_clips=1,
+        test_mode=True,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, image_size)),
     dict(type='CenterCrop', crop_size=image_size),
@@ -113,8 +130,13 @@ val_pipeline = [
 # 4 temporal windows x 3 crops along the long side
 test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=4,
-         num_clips=4, test_mode=True, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=4,
+        num_clips=4,
+        test_mode=True,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, image_size)),
     dict(type='ThreeCrop', crop_size=image_size),
@@ -180,15 +202,27 @@ accumulative_counts = 1  # official --update_freq
 optim_wrapper = dict(
     optimizer=dict(lr=peak_lr), accumulative_counts=accumulative_counts)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_lr / peak_lr, end_factor=1.0,
-         by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=num_epochs,
-         T_max=num_epochs - warmup_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_lr / peak_lr,
+        end_factor=1.0,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=num_epochs,
+        T_max=num_epochs - warmup_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=num_epochs, val_begin=1,
+    type='EpochBasedTrainLoop',
+    max_epochs=num_epochs,
+    val_begin=1,
     val_interval=1)
 auto_scale_lr = dict(enable=False, base_batch_size=32)
 

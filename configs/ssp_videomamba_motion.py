@@ -44,9 +44,10 @@ model = dict(
         img_size=image_size,
         num_frames=num_frames,
         pretrained=pretrained_checkpoint),
-    cls_head=dict(num_classes=num_classes,
-                  in_channels=videomamba_arch['embed_dims'],
-                  label_smooth_eps=0.0),
+    cls_head=dict(
+        num_classes=num_classes,
+        in_channels=videomamba_arch['embed_dims'],
+        label_smooth_eps=0.0),
     data_preprocessor=dict(blending=None))
 
 clip_augment = [
@@ -58,16 +59,24 @@ clip_augment = [
 
 train_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
-         num_clips=1, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=2,
+        num_clips=1,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
-    dict(type='RepeatedAugment', num_repeats=2,
-         transforms=clip_augment)
+    dict(type='RepeatedAugment', num_repeats=2, transforms=clip_augment)
 ]
 val_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
-         num_clips=1, test_mode=True, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=2,
+        num_clips=1,
+        test_mode=True,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, resize_short)),
     dict(type='CenterCrop', crop_size=image_size),
@@ -76,8 +85,13 @@ val_pipeline = [
 ]
 test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='SampleFrames', clip_len=num_frames, frame_interval=2,
-         num_clips=2, test_mode=True, out_of_bound_opt='repeat_last'),
+    dict(
+        type='SampleFrames',
+        clip_len=num_frames,
+        frame_interval=2,
+        num_clips=2,
+        test_mode=True,
+        out_of_bound_opt='repeat_last'),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, resize_short)),
     dict(type='LongSideCrops', crop_size=image_size, num_crops=3),
@@ -86,8 +100,7 @@ test_pipeline = [
 ]
 dataset = dict(data_prefix=dict(video=data_root), num_classes=num_classes)
 train_dataloader = dict(
-    dataset=dict(ann_file=ann_file_train, pipeline=train_pipeline,
-                 **dataset))
+    dataset=dict(ann_file=ann_file_train, pipeline=train_pipeline, **dataset))
 val_dataloader = dict(
     dataset=dict(ann_file=ann_file_val, pipeline=val_pipeline, **dataset))
 test_dataloader = dict(
@@ -95,12 +108,22 @@ test_dataloader = dict(
 num_epochs = 20
 warmup_epochs = 1
 param_scheduler = [
-    dict(type='LinearLR', start_factor=_base_.warmup_lr / _base_.peak_lr,
-         end_factor=1.0, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=_base_.min_lr, by_epoch=True,
-         begin=warmup_epochs, end=num_epochs,
-         T_max=num_epochs - warmup_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=_base_.warmup_lr / _base_.peak_lr,
+        end_factor=1.0,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=_base_.min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=num_epochs,
+        T_max=num_epochs - warmup_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=num_epochs, val_interval=num_epochs)
 default_hooks = dict(checkpoint=dict(interval=num_epochs))

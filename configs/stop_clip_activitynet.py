@@ -91,19 +91,34 @@ val_dataloader = test_dataloader
 max_epochs = 10
 base_lr = 1e-3
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1,
+    type='EpochBasedTrainLoop',
+    max_epochs=max_epochs,
+    val_begin=1,
     val_interval=1)
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-8 / base_lr, by_epoch=True,
-         begin=0, end=0.1 * max_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-8, by_epoch=True,
-         begin=0.1 * max_epochs, end=max_epochs, T_max=0.9 * max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-8 / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=0.1 * max_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-8,
+        by_epoch=True,
+        begin=0.1 * max_epochs,
+        end=max_epochs,
+        T_max=0.9 * max_epochs,
+        convert_to_iter_based=True),
 ]
 find_unused_parameters = True
 auto_scale_lr = dict(enable=False, base_batch_size=128)
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(interval=1, max_keep_ckpts=2,
-                    save_best='retrieval/t2v/R@1', rule='greater'))
+    checkpoint=dict(
+        interval=1,
+        max_keep_ckpts=2,
+        save_best='retrieval/t2v/R@1',
+        rule='greater'))

@@ -29,9 +29,17 @@ classnames_file = 'data/motion/classnames.txt'
 num_classes = 6  # checked against classnames_file and class_texts
 # arch of tools/pretrain/tiny_clip.py (ARCH)
 clip_arch = dict(
-    embed_dims=128, image_size=image_size, patch_size=8, vision_width=128,
-    vision_layers=4, vision_heads=4, context_length=32, vocab_size=49408,
-    text_width=64, text_heads=2, text_layers=4)
+    embed_dims=128,
+    image_size=image_size,
+    patch_size=8,
+    vision_width=128,
+    vision_layers=4,
+    vision_heads=4,
+    context_length=32,
+    vocab_size=49408,
+    text_width=64,
+    text_heads=2,
+    text_layers=4)
 
 # What the text tower reads for each class, in the order of
 # classnames.txt (moving up, moving down, growing, shrinking, moving right,
@@ -52,11 +60,15 @@ model = dict(
         arch=dict(_delete_=True, **clip_arch), pretrained=clip_checkpoint),
     # the texts alone, no "a video of a person doing {}": the tiny CLIP
     # knows no video or person words
-    cls_head=dict(class_names=class_texts, num_classes=num_classes,
-                  template='{}', in_channels=clip_arch['embed_dims']))
+    cls_head=dict(
+        class_names=class_texts,
+        num_classes=num_classes,
+        template='{}',
+        in_channels=clip_arch['embed_dims']))
 
 dataset = dict(
-    data_prefix=dict(video=data_root), classnames_file=classnames_file,
+    data_prefix=dict(video=data_root),
+    classnames_file=classnames_file,
     num_classes=num_classes)
 train_dataloader = dict(
     batch_size=8, dataset=dict(ann_file=ann_file_train, **dataset))
@@ -69,11 +81,21 @@ max_epochs = 10
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-5, by_epoch=True, begin=0,
-         end=0.1 * max_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-8, by_epoch=True,
-         begin=0.1 * max_epochs, end=max_epochs, T_max=0.9 * max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=0.1 * max_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-8,
+        by_epoch=True,
+        begin=0.1 * max_epochs,
+        end=max_epochs,
+        T_max=0.9 * max_epochs,
+        convert_to_iter_based=True),
 ]
 default_hooks = dict(
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1, save_best=None))

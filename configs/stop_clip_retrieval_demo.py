@@ -49,14 +49,22 @@ test_pipeline = [
     dict(type='PackVideoTextInputs')
 ]
 train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file=ann_file_train,
-                 data_prefix=dict(video=data_root), pipeline=train_pipeline))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        ann_file=ann_file_train,
+        data_prefix=dict(video=data_root),
+        pipeline=train_pipeline))
 # fixed evaluation batch size (official-mode features depend on the batch)
 test_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file=ann_file_test,
-                 data_prefix=dict(video=data_root), pipeline=test_pipeline))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        ann_file=ann_file_test,
+        data_prefix=dict(video=data_root),
+        pipeline=test_pipeline))
 val_dataloader = test_dataloader
 
 max_epochs = 5
@@ -64,11 +72,21 @@ base_lr = 5e-3
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-8 / base_lr, by_epoch=True,
-         begin=0, end=0.1 * max_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-8, by_epoch=True,
-         begin=0.1 * max_epochs, end=max_epochs, T_max=0.9 * max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-8 / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=0.1 * max_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-8,
+        by_epoch=True,
+        begin=0.1 * max_epochs,
+        end=max_epochs,
+        T_max=0.9 * max_epochs,
+        convert_to_iter_based=True),
 ]
 default_hooks = dict(
     logger=dict(interval=4),

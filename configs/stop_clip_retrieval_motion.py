@@ -32,9 +32,17 @@ ann_file_train = 'data/motion/captions_train.json'
 ann_file_test = 'data/motion/captions_val.json'
 # arch of tools/pretrain/tiny_clip.py (ARCH)
 clip_arch = dict(
-    embed_dims=128, image_size=image_size, patch_size=8, vision_width=128,
-    vision_layers=4, vision_heads=4, context_length=context_length,
-    vocab_size=49408, text_width=64, text_heads=2, text_layers=4)
+    embed_dims=128,
+    image_size=image_size,
+    patch_size=8,
+    vision_width=128,
+    vision_layers=4,
+    vision_heads=4,
+    context_length=context_length,
+    vocab_size=49408,
+    text_width=64,
+    text_heads=2,
+    text_layers=4)
 
 model = dict(
     backbone=dict(
@@ -43,8 +51,10 @@ model = dict(
 # one caption drawn per video and epoch: 192 pairs an epoch
 train_dataloader = dict(
     batch_size=8,
-    dataset=dict(ann_file=ann_file_train, caption_mode='random',
-                 data_prefix=dict(video=data_root)))
+    dataset=dict(
+        ann_file=ann_file_train,
+        caption_mode='random',
+        data_prefix=dict(video=data_root)))
 # fixed evaluation batch size (official-mode features depend on the batch);
 # every caption of a test video is a query
 test_dataloader = dict(
@@ -56,12 +66,21 @@ base_lr = 5e-3
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-8 / base_lr, by_epoch=True,
-         begin=0, end=0.1 * max_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-8, by_epoch=True,
-         begin=0.1 * max_epochs, end=max_epochs, T_max=0.9 * max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-8 / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=0.1 * max_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-8,
+        by_epoch=True,
+        begin=0.1 * max_epochs,
+        end=max_epochs,
+        T_max=0.9 * max_epochs,
+        convert_to_iter_based=True),
 ]
-default_hooks = dict(
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 work_dir = './work_dirs/stop_clip_retrieval_motion'

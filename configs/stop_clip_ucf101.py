@@ -69,8 +69,9 @@ val_pipeline = [
 # 2 temporal views x 3 spatial crops; class probabilities are averaged
 test_pipeline = [
     dict(type='DecordInit', io_backend='disk'),
-    dict(type='UniformSample', clip_len=num_frames, num_clips=2,
-         test_mode=True),
+    dict(
+        type='UniformSample', clip_len=num_frames, num_clips=2,
+        test_mode=True),
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, image_size)),
     dict(type='ThreeCrop', crop_size=image_size),
@@ -125,15 +126,27 @@ test_evaluator = val_evaluator
 
 max_epochs = 30
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1,
+    type='EpochBasedTrainLoop',
+    max_epochs=max_epochs,
+    val_begin=1,
     val_interval=1)
 param_scheduler = [
     # official warm-up: lr = 1e-8 + (step / warm) * (lr - 1e-8)
-    dict(type='LinearLR', start_factor=1e-5, by_epoch=True, begin=0,
-         end=0.1 * max_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-8, by_epoch=True,
-         begin=0.1 * max_epochs, end=max_epochs, T_max=0.9 * max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=0.1 * max_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-8,
+        by_epoch=True,
+        begin=0.1 * max_epochs,
+        end=max_epochs,
+        T_max=0.9 * max_epochs,
+        convert_to_iter_based=True),
 ]
 # the intra-frame region scorer is trainable but receives no gradient
 # (hard top-k), as in the official code

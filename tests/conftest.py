@@ -62,8 +62,9 @@ def import_file(path: str, name: str):
 def import_parity_weights(kind: str):
     """Import ``<parity root>/<kind>/weights.py`` as a uniquely named
     module."""
-    return import_file(osp.join(get_parity_dir(kind), 'weights.py'),
-                       f'_parity_weights_{kind}')
+    return import_file(
+        osp.join(get_parity_dir(kind), 'weights.py'),
+        f'_parity_weights_{kind}')
 
 
 def _load_tool(relpath: str):

@@ -27,23 +27,23 @@ TEXT_SUFFIXES = ('.py', '.md', '.ini', '.cfg', '.sh', '.yml', '.yaml', '.txt',
 # citations of documents that are not in the repository
 FORBIDDEN = [
     (re.compile(r'shared/spec'), 'the shared/spec design documents'),
-    (re.compile(r'\bspec\W{0,4}(stop|ssp)\.md', re.I),
-     'spec stop.md / ssp.md'),
-    (re.compile(r'\b(stop|ssp)\.md\W{0,4}(§|sections?\s+\d)', re.I),
-     'a numbered section of stop.md / ssp.md'),
-    (re.compile(r'\bspec\W{0,4}(§|sections?\s+\d)', re.I),
-     'a numbered spec section'),
-    (re.compile(r'shared/parity/[\w./-]*README', re.I),
-     'a golden-data README under shared/parity'),
-    (re.compile(r'\bREADME\W{0,4}sections?\s+\d', re.I),
-     'a numbered README section (the golden-data READMEs)'),
-    (re.compile(r'golden[ -]data README|golden README|README recipe', re.I),
-     'a golden-data README'),
+    (re.compile(r'\bspec\W{0,4}(stop|ssp)\.md',
+                re.I), 'spec stop.md / ssp.md'),
+    (re.compile(r'\b(stop|ssp)\.md\W{0,4}(§|sections?\s+\d)',
+                re.I), 'a numbered section of stop.md / ssp.md'),
+    (re.compile(r'\bspec\W{0,4}(§|sections?\s+\d)',
+                re.I), 'a numbered spec section'),
+    (re.compile(r'shared/parity/[\w./-]*README',
+                re.I), 'a golden-data README under shared/parity'),
+    (re.compile(r'\bREADME\W{0,4}sections?\s+\d',
+                re.I), 'a numbered README section (the golden-data READMEs)'),
+    (re.compile(r'golden[ -]data README|golden README|README recipe',
+                re.I), 'a golden-data README'),
     # the numbering style of those documents ("§2.9", "section 2.9"); the
     # docs pages are referred to by file and anchor instead
     (re.compile(r'§\s*\d'), 'a numbered section (§) of an outside document'),
-    (re.compile(r'\bsections?\s+\d+\.\d+', re.I),
-     'a dotted section number of an outside document'),
+    (re.compile(r'\bsections?\s+\d+\.\d+',
+                re.I), 'a dotted section number of an outside document'),
 ]
 
 # docs/<page>.md with an optional #anchor, not part of a longer path
@@ -56,8 +56,10 @@ HEADING = re.compile(r'^(#{1,6})\s+(.*?)\s*#*\s*$')
 @lru_cache(maxsize=None)
 def tracked_text_files():
     try:
-        out = subprocess.run(['git', 'ls-files', '-z'], cwd=REPO_ROOT,
-                             capture_output=True, check=True).stdout
+        out = subprocess.run(['git', 'ls-files', '-z'],
+                             cwd=REPO_ROOT,
+                             capture_output=True,
+                             check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f'not a git checkout ({exc}): no list of tracked files')
     files = {}

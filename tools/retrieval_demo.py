@@ -60,9 +60,11 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmstop  # noqa: E402  (registers modules, applies compat patches)
 from mmstop.registry import MODELS, TRANSFORMS  # noqa: E402
+# yapf: disable
 from mmstop.utils.checkpoint import (CheckpointError,  # noqa: E402
                                      load_checkpoint_checked,
                                      safe_torch_load)
+# yapf: enable
 from mmstop.utils.fileio import atomic_torch_save  # noqa: E402
 
 FORMAT = 'mmstop-retrieval-features'
@@ -103,8 +105,7 @@ def build_model(cfg: Config, checkpoint: str, device: str):
         # the checkpoint holds every weight: never read the CLIP file
         model_cfg['backbone'] = dict(model_cfg['backbone'], pretrained=None)
     model = MODELS.build(model_cfg)
-    if not hasattr(model, 'encode_video') or not hasattr(
-            model, 'encode_text'):
+    if not hasattr(model, 'encode_video') or not hasattr(model, 'encode_text'):
         raise DemoError(
             f'the config builds a {type(model).__name__}, not a retrieval '
             'model with encode_video / encode_text (e.g. STOPSimilarity)')
@@ -171,8 +172,7 @@ def load_clip(pipeline: Compose, path: str) -> torch.Tensor:
     if not osp.isfile(path):
         raise DemoError(f'video {path} does not exist')
     try:
-        results = pipeline(
-            dict(filename=path, start_index=0, modality='RGB'))
+        results = pipeline(dict(filename=path, start_index=0, modality='RGB'))
     except Exception as exc:  # decoder errors name neither the file nor why
         raise DemoError(f'could not read video {path}: '
                         f'{type(exc).__name__}: {exc}') from exc
@@ -189,8 +189,12 @@ def encode_clips(model, clips: Sequence[torch.Tensor],
     return F.normalize(video.float(), dim=-1).cpu()
 
 
-def encode_videos(model, pipeline: Compose, paths: Sequence[str],
-                  batch_size: int, device: str, skip_unreadable=False):
+def encode_videos(model,
+                  pipeline: Compose,
+                  paths: Sequence[str],
+                  batch_size: int,
+                  device: str,
+                  skip_unreadable=False):
     """L2-normalised video features ``[N, D]``, in batches of
     ``batch_size`` in the order of ``paths`` (the last batch may be
     smaller).
@@ -215,8 +219,8 @@ def encode_videos(model, pipeline: Compose, paths: Sequence[str],
     if not skip_unreadable:
         return torch.cat(feats)
     if not kept:
-        raise DemoError(f'none of the {len(paths)} video(s) could be read: '
-                        + '; '.join(reason for _, reason in skipped[:5]))
+        raise DemoError(f'none of the {len(paths)} video(s) could be read: ' +
+                        '; '.join(reason for _, reason in skipped[:5]))
     return torch.cat(feats), kept, skipped
 
 
@@ -244,14 +248,16 @@ def cmd_embed(args) -> Dict:
     if batch_size < 1:
         raise DemoError(f'--batch-size must be >= 1, got {batch_size}')
     batch_dependent = bool(getattr(model, 'batch_dependent', False))
-    print(f'embedding {len(files)} video(s) from {args.video_dir} in '
-          f'batches of {batch_size}'
-          + (' (official-mode features depend on the batch: use the same '
-             'batch size and folder to compare runs)'
-             if batch_dependent else ''))
+    print(
+        f'embedding {len(files)} video(s) from {args.video_dir} in '
+        f'batches of {batch_size}' +
+        (' (official-mode features depend on the batch: use the same '
+         'batch size and folder to compare runs)' if batch_dependent else ''))
     feats, kept, skipped = encode_videos(
-        model, video_pipeline(cfg),
-        [osp.join(args.video_dir, f) for f in files], batch_size, device,
+        model,
+        video_pipeline(cfg), [osp.join(args.video_dir, f) for f in files],
+        batch_size,
+        device,
         skip_unreadable=True)
     kept = [osp.relpath(p, args.video_dir) for p in kept]
     skipped = [(osp.relpath(p, args.video_dir), why) for p, why in skipped]
@@ -286,7 +292,8 @@ def load_features(path: str) -> Dict:
                         '`retrieval_demo.py embed ... --out FILE`)')
     try:
         data = safe_torch_load(
-            path, unsafe_hint='`retrieval_demo.py embed` again (its '
+            path,
+            unsafe_hint='`retrieval_demo.py embed` again (its '
             'features files hold only tensors and Python values)')
     except CheckpointError as exc:
         raise DemoError(str(exc)) from exc
@@ -307,11 +314,10 @@ def model_for(features: Dict, args):
             cfg.merge_from_dict(args.cfg_options)
     checkpoint = args.checkpoint or features['checkpoint']
     if not osp.isfile(checkpoint):
-        raise DemoError(
-            f'checkpoint {checkpoint} does not exist'
-            + ('' if args.checkpoint else
-               ' (recorded in the features file at embed time; pass '
-               '--checkpoint)'))
+        raise DemoError(f'checkpoint {checkpoint} does not exist' +
+                        ('' if args.checkpoint else
+                         ' (recorded in the features file at embed time; pass '
+                         '--checkpoint)'))
     device = pick_device(args.device)
     return cfg, build_model(cfg, checkpoint, device), device
 
@@ -338,8 +344,7 @@ def cmd_query(args) -> List[List[tuple]]:
     results = []
     for text, row in zip(args.text, scores):
         print(f'query: {text!r}')
-        ranked = [(features['files'][i], float(row[i]))
-                  for i in top_k(row, k)]
+        ranked = [(features['files'][i], float(row[i])) for i in top_k(row, k)]
         for rank, (name, score) in enumerate(ranked, 1):
             print(f'  {rank:>3}. {score:+.4f}  {name}')
         results.append(ranked)
@@ -393,8 +398,8 @@ def cmd_query_video(args) -> List[tuple]:
                               device)[0]
         note = (' (official-mode features depend on the batch: this one '
                 'is not comparable with features embedded in batches of '
-                f'{features["batch_size"]})'
-                if getattr(model, 'batch_dependent', False) else '')
+                f'{features["batch_size"]})' if getattr(
+                    model, 'batch_dependent', False) else '')
         print(f'video: {args.video} (encoded alone, batch of 1){note}')
     scores = texts @ video
     k = min(args.top_k, len(captions))
@@ -414,24 +419,38 @@ def parse_args(argv=None):
 
     def common(p, model_required):
         if not model_required:
-            p.add_argument('--config', help='config instead of the one '
-                           'stored in the features file')
-            p.add_argument('--checkpoint', help='checkpoint instead of the '
-                           'one stored in the features file')
-        p.add_argument('--device', help='default: cuda if available, '
-                       'else cpu')
-        p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                       help='override config settings, key=value')
+            p.add_argument(
+                '--config',
+                help='config instead of the one '
+                'stored in the features file')
+            p.add_argument(
+                '--checkpoint',
+                help='checkpoint instead of the '
+                'one stored in the features file')
+        p.add_argument(
+            '--device', help='default: cuda if available, '
+            'else cpu')
+        p.add_argument(
+            '--cfg-options',
+            nargs='+',
+            action=DictAction,
+            help='override config settings, key=value')
 
     p = sub.add_parser('embed', help='encode a folder of videos once')
     p.add_argument('config')
     p.add_argument('checkpoint')
     p.add_argument('video_dir')
     p.add_argument('--out', required=True, help='features file (.pt)')
-    p.add_argument('--batch-size', type=int, help='videos per batch; '
-                   'default: the config\'s test batch size')
-    p.add_argument('--extensions', nargs='+', default=list(VIDEO_EXTENSIONS),
-                   help='video file extensions (default: common ones)')
+    p.add_argument(
+        '--batch-size',
+        type=int,
+        help='videos per batch; '
+        'default: the config\'s test batch size')
+    p.add_argument(
+        '--extensions',
+        nargs='+',
+        default=list(VIDEO_EXTENSIONS),
+        help='video file extensions (default: common ones)')
     common(p, True)
 
     p = sub.add_parser('query', help='find videos for texts')
@@ -442,10 +461,14 @@ def parse_args(argv=None):
 
     p = sub.add_parser('query-video', help='rank captions for a video')
     p.add_argument('features')
-    p.add_argument('video', help='a file of the embedded folder (relative '
-                   'path or unique base name) or any video file')
-    p.add_argument('--captions', required=True,
-                   help='text file, one candidate caption per line')
+    p.add_argument(
+        'video',
+        help='a file of the embedded folder (relative '
+        'path or unique base name) or any video file')
+    p.add_argument(
+        '--captions',
+        required=True,
+        help='text file, one candidate caption per line')
     p.add_argument('--top-k', type=int, default=5)
     common(p, False)
     args = parser.parse_args(argv)
@@ -456,8 +479,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    command = dict(embed=cmd_embed, query=cmd_query,
-                   **{'query-video': cmd_query_video})[args.command]
+    command = dict(
+        embed=cmd_embed, query=cmd_query, **{'query-video':
+                                             cmd_query_video})[args.command]
     try:
         return command(args)
     except DemoError as exc:

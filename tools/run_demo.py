@@ -41,8 +41,12 @@ DEFAULT_DATA_ROOT = 'data/demo'
 MOTION_DATA_ROOT = 'data/motion'
 #: ``generate_demo_dataset`` arguments of the default job's dataset (the
 #: ``*_motion.py`` configs read ``data/motion``).
-MOTION_DATA = dict(num_classes=6, train_per_class=32, val_per_class=16,
-                   appearance='random', seed=0)
+MOTION_DATA = dict(
+    num_classes=6,
+    train_per_class=32,
+    val_per_class=16,
+    appearance='random',
+    seed=0)
 #: The default job: (key, method, config, trained). Frozen baselines first.
 METHODS = (
     ('zeroshot', 'zero-shot CLIP (frozen tiny CLIP)',
@@ -62,36 +66,58 @@ METHODS = (
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        '--config', default=None,
+        '--config',
+        default=None,
         help='run this one config instead of the default job')
-    parser.add_argument('--work-dir', default=None,
-                        help='default: work_dirs/<config name>, or '
-                        'work_dirs/default_job/seed_<seed> for the job')
-    parser.add_argument('--data-root', default=None,
-                        help=f'dataset directory, generated if missing '
-                        f'(default: {MOTION_DATA_ROOT} for the job, '
-                        f'{DEFAULT_DATA_ROOT} with --config)')
-    parser.add_argument('--methods', nargs='+', metavar='KEY',
-                        choices=[m[0] for m in METHODS],
-                        help='a subset of the job: ' +
-                        ', '.join(m[0] for m in METHODS))
-    parser.add_argument('--seed', type=int, default=None,
-                        help="training seed (randomness.seed); default: "
-                        "the configs' (0)")
-    parser.add_argument('--videos-per-class', nargs=2, type=int,
-                        metavar=('TRAIN', 'TEST'), default=None,
-                        help='motion dataset size when it is generated '
-                        '(default: {train_per_class} {val_per_class}); a '
-                        'data root generated with other sizes is refused'
-                        .format(**MOTION_DATA))
-    parser.add_argument('--jobs', type=int, default=2,
-                        help='methods trained side by side (one OpenMP '
-                        'thread each)')
-    parser.add_argument('--json', default=None,
-                        help='also write the job\'s results to this file')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        metavar='KEY=VALUE',
-                        help='extra --cfg-options for every config run')
+    parser.add_argument(
+        '--work-dir',
+        default=None,
+        help='default: work_dirs/<config name>, or '
+        'work_dirs/default_job/seed_<seed> for the job')
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help=f'dataset directory, generated if missing '
+        f'(default: {MOTION_DATA_ROOT} for the job, '
+        f'{DEFAULT_DATA_ROOT} with --config)')
+    parser.add_argument(
+        '--methods',
+        nargs='+',
+        metavar='KEY',
+        choices=[m[0] for m in METHODS],
+        help='a subset of the job: ' + ', '.join(m[0] for m in METHODS))
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=None,
+        help="training seed (randomness.seed); default: "
+        "the configs' (0)")
+    parser.add_argument(
+        '--videos-per-class',
+        nargs=2,
+        type=int,
+        metavar=('TRAIN', 'TEST'),
+        default=None,
+        help='motion dataset size when it is generated '
+        '(default: {train_per_class} {val_per_class}); a '
+        'data root generated with other sizes is refused'.format(
+            **MOTION_DATA))
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=2,
+        help='methods trained side by side (one OpenMP '
+        'thread each)')
+    parser.add_argument(
+        '--json',
+        default=None,
+        help='also write the job\'s results to this file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='extra --cfg-options for every config run')
     return parser.parse_args(argv)
 
 
@@ -103,11 +129,13 @@ def data_options(data_root):
     names = osp.join(data_root, 'classnames.txt')
     options = []
     for loader, ann in (('train_dataloader', 'train.txt'),
-                        ('val_dataloader', 'val.txt'),
-                        ('test_dataloader', 'val.txt')):
-        options += [f'{loader}.dataset.ann_file={osp.join(data_root, ann)}',
-                    f'{loader}.dataset.data_prefix.video={video}',
-                    f'{loader}.dataset.classnames_file={names}']
+                        ('val_dataloader', 'val.txt'), ('test_dataloader',
+                                                        'val.txt')):
+        options += [
+            f'{loader}.dataset.ann_file={osp.join(data_root, ann)}',
+            f'{loader}.dataset.data_prefix.video={video}',
+            f'{loader}.dataset.classnames_file={names}'
+        ]
     return options
 
 
@@ -135,11 +163,12 @@ def motion_options(config, data_root):
     sys.path.insert(0, REPO_ROOT)
     from mmengine.config import Config
     cfg = Config.fromfile(config)
-    values = dict(data_root=osp.join(data_root, 'videos'),
-                  ann_file_train=osp.join(data_root, 'train.txt'),
-                  ann_file_val=osp.join(data_root, 'val.txt'),
-                  ann_file_test=osp.join(data_root, 'val.txt'),
-                  classnames_file=osp.join(data_root, 'classnames.txt'))
+    values = dict(
+        data_root=osp.join(data_root, 'videos'),
+        ann_file_train=osp.join(data_root, 'train.txt'),
+        ann_file_val=osp.join(data_root, 'val.txt'),
+        ann_file_test=osp.join(data_root, 'val.txt'),
+        classnames_file=osp.join(data_root, 'classnames.txt'))
     return [f'{k}={v}' for k, v in values.items() if k in cfg]
 
 
@@ -153,15 +182,20 @@ def run(cmd, env, log=None):
     else:
         os.makedirs(osp.dirname(log), exist_ok=True)
         with open(log, 'w') as f:
-            proc = subprocess.run(cmd, cwd=os.getcwd(), env=env, stdout=f,
-                                  stderr=subprocess.STDOUT)
+            proc = subprocess.run(
+                cmd,
+                cwd=os.getcwd(),
+                env=env,
+                stdout=f,
+                stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         if log is not None:
             with open(log) as f:
                 print(f.read()[-4000:], file=sys.stderr)
         sys.exit(f'error: {cmd[1]} failed with exit status {proc.returncode}')
-    print(f'  ({time.time() - start:.0f} s{", log " + log if log else ""})',
-          flush=True)
+    print(
+        f'  ({time.time() - start:.0f} s{", log " + log if log else ""})',
+        flush=True)
     return time.time() - start
 
 
@@ -169,8 +203,9 @@ def top1(dump):
     """Top-1 accuracy (%) and test-video count of a ``--dump`` file."""
     with open(dump, 'rb') as f:
         predictions = pickle.load(f)
-    correct = sum(int(p['pred_label'].item() == p['gt_label'].item())
-                  for p in predictions)
+    correct = sum(
+        int(p['pred_label'].item() == p['gt_label'].item())
+        for p in predictions)
     return 100.0 * correct / len(predictions), len(predictions)
 
 
@@ -205,15 +240,22 @@ def run_method(config, work_dir, cfg_options, env, trained=True):
     seconds = 0.
     checkpoint = []
     if trained:
-        seconds += run([python, osp.join(tools, 'train.py'), config,
-                        '--work-dir', work_dir] + options, env,
-                       log=osp.join(work_dir, 'train.log'))
+        seconds += run(
+            [
+                python,
+                osp.join(tools, 'train.py'), config, '--work-dir', work_dir
+            ] + options,
+            env,
+            log=osp.join(work_dir, 'train.log'))
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
             checkpoint = [f.read().strip()]
     dump = osp.join(work_dir, 'test', 'predictions.pkl')
-    seconds += run([python, osp.join(tools, 'test.py'), config] + checkpoint +
-                   ['--work-dir', osp.join(work_dir, 'test'), '--dump', dump] +
-                   options, env, log=osp.join(work_dir, 'test.log'))
+    seconds += run(
+        [python, osp.join(tools, 'test.py'), config] + checkpoint +
+        ['--work-dir',
+         osp.join(work_dir, 'test'), '--dump', dump] + options,
+        env,
+        log=osp.join(work_dir, 'test.log'))
     accuracy, count = top1(dump)
     return accuracy, count, seconds
 
@@ -234,8 +276,7 @@ def run_job(args, env):
     seed = 0 if args.seed is None else args.seed
     work_root = args.work_dir or osp.join('work_dirs', 'default_job',
                                           f'seed_{seed}')
-    selected = [m for m in METHODS
-                if not args.methods or m[0] in args.methods]
+    selected = [m for m in METHODS if not args.methods or m[0] in args.methods]
 
     def options_of(config):
         options = motion_options(config, data_root) + list(args.cfg_options)
@@ -251,27 +292,34 @@ def run_job(args, env):
     def train_and_test(entry):
         key, method, _, trained = entry
         print(f'== {method}', flush=True)
-        return run_method(configs[key], osp.join(work_root, key),
-                          options[key], env, trained)
+        return run_method(configs[key], osp.join(work_root, key), options[key],
+                          env, trained)
 
     # each method is its own single-threaded process: with --jobs 2 two of
     # them run side by side, and the results do not change
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(train_and_test, selected))
     rows = []
-    for (key, method, config_name, _), (accuracy, count, seconds) in zip(
-            selected, results):
-        rows.append(dict(key=key, method=method, config=config_name,
-                         trainable_params=trainable_parameters(
-                             configs[key], options[key]),
-                         top1=accuracy, test_videos=count,
-                         seconds=round(seconds, 1)))
-    print(f'\nseed {seed}, {rows[0]["test_videos"] if rows else 0} test '
-          f'videos ({data_root}):\n' + format_table(rows), flush=True)
+    for (key, method, config_name, _), (accuracy, count,
+                                        seconds) in zip(selected, results):
+        rows.append(
+            dict(
+                key=key,
+                method=method,
+                config=config_name,
+                trainable_params=trainable_parameters(configs[key],
+                                                      options[key]),
+                top1=accuracy,
+                test_videos=count,
+                seconds=round(seconds, 1)))
+    print(
+        f'\nseed {seed}, {rows[0]["test_videos"] if rows else 0} test '
+        f'videos ({data_root}):\n' + format_table(rows),
+        flush=True)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(seed=seed, data_root=data_root, rows=rows), f,
-                      indent=1)
+            json.dump(
+                dict(seed=seed, data_root=data_root, rows=rows), f, indent=1)
     return rows
 
 
@@ -301,15 +349,17 @@ def ensure_dataset(data_root, motion=True, sizes=None):
     info = generate_demo_dataset(data_root, **options)
     with open(record, 'w') as f:
         json.dump(options, f)
-    print(f"generated the {'motion' if motion else 'demo'} dataset in "
-          f"{info['root']}: {', '.join(info['classes'])}", flush=True)
+    print(
+        f"generated the {'motion' if motion else 'demo'} dataset in "
+        f"{info['root']}: {', '.join(info['classes'])}",
+        flush=True)
 
 
 def run_single(args, env):
     """Train (unless it trains nothing) and test ``args.config``."""
     motion = args.config.endswith('_motion.py')
-    data_root = args.data_root or (MOTION_DATA_ROOT if motion else
-                                   DEFAULT_DATA_ROOT)
+    data_root = args.data_root or (MOTION_DATA_ROOT
+                                   if motion else DEFAULT_DATA_ROOT)
     ensure_dataset(data_root, motion, args.videos_per_class)
     name = osp.splitext(osp.basename(args.config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', name)

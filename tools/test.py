@@ -34,7 +34,9 @@ def parse_args(argv=None):
         description='Test (and evaluate) an mmstop / MMAction2 model')
     parser.add_argument('config', help='config file path')
     parser.add_argument(
-        'checkpoint', nargs='?', default=None,
+        'checkpoint',
+        nargs='?',
+        default=None,
         help='checkpoint file; without one the model is tested with the '
         'weights its init_weights gives it (e.g. a backbone\'s pretrained= '
         'checkpoint: zero-shot CLIP, configs/clip_zeroshot_motion.py)')

@@ -68,7 +68,10 @@ def parse_args(argv=None):
         help='scale the learning rate by actual / auto_scale_lr.'
         'base_batch_size (the config must define auto_scale_lr)')
     parser.add_argument(
-        '--seed', type=int, default=None, help='random seed (overrides '
+        '--seed',
+        type=int,
+        default=None,
+        help='random seed (overrides '
         'randomness.seed)')
     parser.add_argument(
         '--diff-rank-seed',
@@ -132,12 +135,13 @@ def merge_args(cfg: Config, args) -> Config:
                 f'error: --amp cannot replace the custom optim_wrapper type '
                 f'{wrapper_type!r}; set AmpOptimWrapper in the config')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        dtype = (args.amp_dtype or cfg.optim_wrapper.get('dtype', None)
-                 or cfg.get('amp_dtype', None) or 'float16')
+        dtype = (
+            args.amp_dtype or cfg.optim_wrapper.get('dtype', None)
+            or cfg.get('amp_dtype', None) or 'float16')
         cfg.optim_wrapper.dtype = dtype
         # bf16 has fp32's range: no loss scaling (as SSP's official bf16)
-        cfg.optim_wrapper.setdefault(
-            'loss_scale', 1.0 if dtype == 'bfloat16' else 'dynamic')
+        cfg.optim_wrapper.setdefault('loss_scale',
+                                     1.0 if dtype == 'bfloat16' else 'dynamic')
     elif args.amp_dtype is not None:
         raise SystemExit('error: --amp-dtype needs --amp')
 
@@ -190,8 +194,10 @@ def resolve_auto_resume(work_dir: str):
                                          find_resumable_checkpoint)
     found = find_resumable_checkpoint(work_dir)
     if found is not None:
-        print_log(f'--resume: resuming from the newest intact checkpoint '
-                  f'{found}', logger='current')
+        print_log(
+            f'--resume: resuming from the newest intact checkpoint '
+            f'{found}',
+            logger='current')
         return found
     record = osp.join(work_dir, 'last_checkpoint')
     last = ''

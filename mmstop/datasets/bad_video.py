@@ -109,7 +109,9 @@ class BadVideoMixin:
             self._bad_files[filename] = reason
             print_log(
                 f"on_bad_video='skip': skipping unreadable video {filename!r}"
-                f': {reason}', logger='current', level=logging.WARNING)
+                f': {reason}',
+                logger='current',
+                level=logging.WARNING)
         total = self._count_files()
         if len(self._bad_files) > self.max_bad_fraction * total:
             shown = '; '.join(sorted(self._bad_files)[:5])
@@ -134,7 +136,9 @@ class BadVideoMixin:
 
             try:
                 result = run_pipeline_with_context(
-                    self.pipeline, info, self._video_context(idx, info),
+                    self.pipeline,
+                    info,
+                    self._video_context(idx, info),
                     observe=observe)
             except VideoLoadError as exc:
                 if self.on_bad_video == 'error':

@@ -55,12 +55,12 @@ SHAPES = ('square', 'circle')
 # (short phrase used as "a red square <phrase>", full-sentence verb phrase)
 _MOTION_PHRASES = {
     'up': (('moving up', 'rising'), ('moves up', 'rises towards the top')),
-    'down': (('moving down', 'falling'),
-             ('moves down', 'drops towards the bottom')),
-    'right': (('moving right', 'sliding to the right'),
-              ('moves to the right', 'slides right')),
-    'left': (('moving left', 'sliding to the left'),
-             ('moves to the left', 'slides left')),
+    'down':
+    (('moving down', 'falling'), ('moves down', 'drops towards the bottom')),
+    'right': (('moving right', 'sliding to the right'), ('moves to the right',
+                                                         'slides right')),
+    'left': (('moving left', 'sliding to the left'), ('moves to the left',
+                                                      'slides left')),
     'grow': (('growing', 'getting bigger'), ('grows', 'expands')),
     'shrink': (('shrinking', 'getting smaller'), ('shrinks', 'contracts')),
 }
@@ -237,8 +237,8 @@ def generate_demo_dataset(root: str,
     width, height = (size, size) if isinstance(size, int) else size
     if min(width, height) < 16:
         raise ValueError(f'frame size must be at least 16 pixels, got {size}')
-    for name, value in (('train_per_class', train_per_class),
-                        ('val_per_class', val_per_class)):
+    for name, value in (('train_per_class', train_per_class), ('val_per_class',
+                                                               val_per_class)):
         if value < 0:
             raise ValueError(f'{name} must be >= 0, got {value}')
 
@@ -256,8 +256,8 @@ def generate_demo_dataset(root: str,
         classes=tuple(c[0] for c in classes))
 
     checked = False
-    for split, per_class in (('train', train_per_class),
-                             ('val', val_per_class)):
+    for split, per_class in (('train', train_per_class), ('val',
+                                                          val_per_class)):
         lines, captions = [], []
         index = 0
         for label, (_, motion, cls_shape, cls_colour) in enumerate(classes):

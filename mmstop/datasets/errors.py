@@ -21,11 +21,11 @@ class VideoLoadError(RuntimeError):
     """
 
 
-def run_pipeline_with_context(
-        pipeline: Callable,
-        results: dict,
-        context: str,
-        observe: Optional[Callable[[dict], None]] = None) -> Optional[Any]:
+def run_pipeline_with_context(pipeline: Callable,
+                              results: dict,
+                              context: str,
+                              observe: Optional[Callable[[dict], None]] = None
+                              ) -> Optional[Any]:
     """Apply ``pipeline`` to ``results``; wrap failures in VideoLoadError.
 
     Args:

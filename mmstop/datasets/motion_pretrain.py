@@ -27,15 +27,20 @@ from .shapes import (BACKGROUNDS, COLOURS, TEXTURES, background, paint,
                      shape_mask, texture_mask)
 
 #: Motions of the pretraining classes (none is a downstream demo class).
-PRETRAIN_MOTIONS: Tuple[str, ...] = (
-    'moving up-left', 'moving up-right', 'moving down-left',
-    'moving down-right', 'rotating clockwise', 'rotating anticlockwise',
-    'appearing', 'disappearing')
+PRETRAIN_MOTIONS: Tuple[str,
+                        ...] = ('moving up-left', 'moving up-right',
+                                'moving down-left', 'moving down-right',
+                                'rotating clockwise', 'rotating anticlockwise',
+                                'appearing', 'disappearing')
 #: Shapes of the pretraining classes (not rotation-invariant, so that the
 #: rotation classes are visible).
 PRETRAIN_SHAPES: Tuple[str, ...] = ('square', 'triangle', 'cross')
-_DIAGONALS = {'moving up-left': (-1, -1), 'moving up-right': (1, -1),
-              'moving down-left': (-1, 1), 'moving down-right': (1, 1)}
+_DIAGONALS = {
+    'moving up-left': (-1, -1),
+    'moving up-right': (1, -1),
+    'moving down-left': (-1, 1),
+    'moving down-right': (1, 1)
+}
 _SPLIT_CODES = {'train': 0, 'val': 1}
 
 
@@ -94,13 +99,16 @@ def render_motion_clip(shape: str,
     if motion in _DIAGONALS:
         dx, dy = _DIAGONALS[motion]
         travel = rng.uniform(0.35, 0.6) * (hi - lo)
-        start = [rng.uniform(lo, hi - travel) if d > 0 else
-                 rng.uniform(lo + travel, hi) for d in (dx, dy)]
-        centres = np.stack([start[0] + dx * travel * t,
-                            start[1] + dy * travel * t], axis=1)
+        start = [
+            rng.uniform(lo, hi -
+                        travel) if d > 0 else rng.uniform(lo + travel, hi)
+            for d in (dx, dy)
+        ]
+        centres = np.stack(
+            [start[0] + dx * travel * t, start[1] + dy * travel * t], axis=1)
     else:
-        centres = np.tile([rng.uniform(lo, hi), rng.uniform(lo, hi)],
-                          (num_frames, 1))
+        centres = np.tile([rng.uniform(lo, hi),
+                           rng.uniform(lo, hi)], (num_frames, 1))
         if motion.startswith('rotating'):
             sign = 1. if motion == 'rotating clockwise' else -1.
             angles = angles + sign * rng.uniform(50, 80) * t
@@ -116,10 +124,9 @@ def render_motion_clip(shape: str,
     for i in range(num_frames):
         frame = back.copy()
         if noise > 0:
-            frame += rng.normal(0., noise, size=frame.shape).astype(
-                np.float32)
-        mask = shape_mask(shape, centres[i], diameter, size, size,
-                          angle=angles[i])
+            frame += rng.normal(0., noise, size=frame.shape).astype(np.float32)
+        mask = shape_mask(
+            shape, centres[i], diameter, size, size, angle=angles[i])
         mask = texture_mask(mask, texture, diameter, phase=phase)
         paint(frame, mask * alphas[i], colour)
         frames[i] = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
@@ -184,7 +191,8 @@ class MotionPretrainDataset(Dataset):
             raise IndexError(f'index {index} out of range [0, {self.length})')
         label = int(index) % len(self.classes)
         rng = np.random.default_rng(
-            [self.seed, _SPLIT_CODES[self.split], int(index)])
+            [self.seed, _SPLIT_CODES[self.split],
+             int(index)])
         shape, motion = self.classes[label]
         imgs = render_motion_clip(shape, motion, rng, self.num_frames,
                                   self.image_size, self.noise)

@@ -35,17 +35,25 @@ from .shapes import (BACKGROUNDS, COLOURS, SHAPES, TEXTURES, background, paint,
 #: every held-out colour goes with two held-out shapes and every held-out
 #: shape with two held-out colours, so neither attribute alone tells the
 #: held-out classes apart; none is a square or circle in a demo-video colour.
-HELD_OUT_PAIRS: Tuple[Tuple[str, str], ...] = (
-    ('red', 'triangle'), ('red', 'cross'), ('green', 'cross'),
-    ('green', 'diamond'), ('blue', 'diamond'), ('blue', 'triangle'),
-    ('white', 'square'), ('white', 'circle'), ('orange', 'square'),
-    ('orange', 'circle'))
+HELD_OUT_PAIRS: Tuple[Tuple[str, str],
+                      ...] = (('red', 'triangle'), ('red', 'cross'),
+                              ('green', 'cross'), ('green', 'diamond'),
+                              ('blue', 'diamond'), ('blue', 'triangle'),
+                              ('white', 'square'), ('white', 'circle'),
+                              ('orange', 'square'), ('orange', 'circle'))
 SIZES: Tuple[str, ...] = ('small', 'large')
 #: Positions of a single object: cells of a 3 x 3 grid (column, row).
 POSITIONS: Dict[str, Tuple[int, int]] = {
-    'top left': (0, 0), 'top': (1, 0), 'top right': (2, 0),
-    'left': (0, 1), 'centre': (1, 1), 'right': (2, 1),
-    'bottom left': (0, 2), 'bottom': (1, 2), 'bottom right': (2, 2)}
+    'top left': (0, 0),
+    'top': (1, 0),
+    'top right': (2, 0),
+    'left': (0, 1),
+    'centre': (1, 1),
+    'right': (2, 1),
+    'bottom left': (0, 2),
+    'bottom': (1, 2),
+    'bottom right': (2, 2)
+}
 SPLITS = ('train', 'held_out', 'all')
 
 _SHAPE_WORDS = {
@@ -56,10 +64,16 @@ _SHAPE_WORDS = {
     'diamond': (('diamond', 'diamonds'), ('rhombus', 'rhombuses')),
 }
 _SIZE_WORDS = {'small': ('small', 'little', 'tiny'), 'large': ('large', 'big')}
-_TEXTURE_ADJ = {'solid': ('solid', 'filled'), 'striped': ('striped', ),
-                'outlined': ('outlined', 'hollow')}
-_TEXTURE_PP = {'solid': ('filled in', ), 'striped': ('with stripes', ),
-               'outlined': ('drawn as an outline', )}
+_TEXTURE_ADJ = {
+    'solid': ('solid', 'filled'),
+    'striped': ('striped', ),
+    'outlined': ('outlined', 'hollow')
+}
+_TEXTURE_PP = {
+    'solid': ('filled in', ),
+    'striped': ('with stripes', ),
+    'outlined': ('drawn as an outline', )
+}
 _COUNT_WORDS = {1: ('a', 'one'), 2: ('two', 'a pair of'), 3: ('three', )}
 _POSITION_PP = {
     'top left': ('in the top left corner', 'at the top left'),
@@ -127,8 +141,9 @@ def sample_attributes(rng: np.random.Generator,
     count = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
     # several objects are small so that they fit next to each other
     size = SIZES[int(rng.integers(2))] if count == 1 else 'small'
-    position = (list(POSITIONS)[int(rng.integers(len(POSITIONS)))]
-                if count == 1 else None)
+    position = (
+        list(POSITIONS)[int(rng.integers(len(POSITIONS)))]
+        if count == 1 else None)
     return dict(
         colour=colour,
         shape=shape,
@@ -144,14 +159,20 @@ def sample_attributes(rng: np.random.Generator,
 #: such groups the other attributes tell a batch's captions apart so well
 #: that the contrastive loss hardly rewards recognising shapes.
 VARIED_ATTRIBUTES: Dict[str, float] = {
-    'shape': 0.35, 'colour': 0.1, 'size': 0.1, 'texture': 0.15,
-    'position': 0.15, 'count': 0.1, 'background': 0.05}
+    'shape': 0.35,
+    'colour': 0.1,
+    'size': 0.1,
+    'texture': 0.15,
+    'position': 0.15,
+    'count': 0.1,
+    'background': 0.05
+}
 
 
 def vary_attributes(base: Dict[str, object], attribute: str, num: int,
                     rng: np.random.Generator,
-                    pairs: Sequence[Tuple[str, str]]
-                    ) -> List[Dict[str, object]]:
+                    pairs: Sequence[Tuple[str,
+                                          str]]) -> List[Dict[str, object]]:
     """``num`` copies of ``base`` that differ only in ``attribute``.
 
     The values are distinct while there are enough of them (then they
@@ -189,8 +210,9 @@ def vary_attributes(base: Dict[str, object], attribute: str, num: int,
         attrs[attribute] = values[order[j % len(values)]]
         if attribute == 'count':
             single = attrs['count'] == 1
-            attrs.update(position=position if single else None,
-                         size=base['size'] if single else 'small')
+            attrs.update(
+                position=position if single else None,
+                size=base['size'] if single else 'small')
         out.append(attrs)
     return out
 
@@ -208,9 +230,13 @@ def _object_centres(attrs: Dict[str, object], diameter: float, size: int,
         cells = [(int(c) % 3, int(c) // 3)
                  for c in rng.permutation(9)[:attrs['count']]]
         jitter = 1.
-    return [tuple(
-        float(np.clip((i + 0.5) * cell + rng.uniform(-jitter, jitter), lo,
-                      hi)) for i in col_row) for col_row in cells]
+    return [
+        tuple(
+            float(
+                np.clip((i + 0.5) * cell +
+                        rng.uniform(-jitter, jitter), lo, hi))
+            for i in col_row) for col_row in cells
+    ]
 
 
 def render_image(attrs: Dict[str, object],
@@ -235,10 +261,11 @@ def render_image(attrs: Dict[str, object],
     mask = np.zeros((size, size), np.float32)
     for centre in _object_centres(attrs, diameter, size, rng):
         mask = np.maximum(
-            mask, shape_mask(attrs['shape'], centre, diameter, size, size,
-                             angle=angle))
-    mask = texture_mask(mask, attrs['texture'], diameter,
-                        phase=rng.uniform(0, 4))
+            mask,
+            shape_mask(
+                attrs['shape'], centre, diameter, size, size, angle=angle))
+    mask = texture_mask(
+        mask, attrs['texture'], diameter, phase=rng.uniform(0, 4))
     paint(image, mask, COLOURS[attrs['colour']])
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
@@ -381,11 +408,11 @@ class ShapeCaptionDataset(Dataset):
         varied = None
         if self.group_size > 1:
             names = list(VARIED_ATTRIBUTES)
-            varied = names[int(rng.choice(
-                len(names), p=list(VARIED_ATTRIBUTES.values())))]
+            varied = names[int(
+                rng.choice(len(names), p=list(VARIED_ATTRIBUTES.values())))]
             attrs = vary_attributes(attrs, varied, self.group_size, rng,
                                     self.pairs)[member]
         rng = np.random.default_rng(key + [member])
         img = render_image(attrs, rng, self.image_size, self.noise)
-        return dict(img=img, text=caption(attrs, rng, force=varied),
-                    attributes=attrs)
+        return dict(
+            img=img, text=caption(attrs, rng, force=varied), attributes=attrs)

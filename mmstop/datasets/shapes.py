@@ -34,16 +34,18 @@ BACKGROUNDS: Dict[str, Tuple[float, float]] = {
 
 # polygon vertices of the unit shapes (radius 1 around the origin)
 _POLYGONS = {
-    'square': np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) *
+    'square':
+    np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) *
     math.sqrt(0.5) * 1.2,
-    'triangle': np.array([[0, -1], [math.sqrt(3) / 2, 0.5],
-                          [-math.sqrt(3) / 2, 0.5]], np.float64) * 1.15,
-    'diamond': np.array([[0, -1], [0.75, 0], [0, 1], [-0.75, 0]],
-                        np.float64),
-    'cross': np.array([[-0.33, -1], [0.33, -1], [0.33, -0.33], [1, -0.33],
-                       [1, 0.33], [0.33, 0.33], [0.33, 1], [-0.33, 1],
-                       [-0.33, 0.33], [-1, 0.33], [-1, -0.33], [-0.33, -0.33]],
-                      np.float64),
+    'triangle':
+    np.array([[0, -1], [math.sqrt(3) / 2, 0.5], [-math.sqrt(3) / 2, 0.5]],
+             np.float64) * 1.15,
+    'diamond':
+    np.array([[0, -1], [0.75, 0], [0, 1], [-0.75, 0]], np.float64),
+    'cross':
+    np.array([[-0.33, -1], [0.33, -1], [0.33, -0.33], [1, -0.33], [1, 0.33],
+              [0.33, 0.33], [0.33, 1], [-0.33, 1], [-0.33, 0.33], [-1, 0.33],
+              [-1, -0.33], [-0.33, -0.33]], np.float64),
 }
 
 
@@ -96,7 +98,9 @@ def shape_mask(shape: str,
     return mask.astype(np.float32) / 255.
 
 
-def texture_mask(mask: np.ndarray, texture: str, size: float,
+def texture_mask(mask: np.ndarray,
+                 texture: str,
+                 size: float,
                  phase: float = 0.) -> np.ndarray:
     """Apply a texture to a filled coverage mask.
 
@@ -129,7 +133,10 @@ def texture_mask(mask: np.ndarray, texture: str, size: float,
     raise ValueError(f'unknown texture {texture!r}; choose from {TEXTURES}')
 
 
-def background(name: str, height: int, width: int, rng: np.random.Generator,
+def background(name: str,
+               height: int,
+               width: int,
+               rng: np.random.Generator,
                noise: float = 8.) -> np.ndarray:
     """A flat background of a random grey level in the named range, with a
     slight random colour tint and Gaussian pixel noise.

@@ -145,8 +145,8 @@ def load_video_text_annotations(ann_file: str) -> List[dict]:
         seen[filename] = i
         for key in ('start_sec', 'end_sec'):
             value = entry.get(key)
-            if value is not None and (isinstance(value, bool) or
-                                      not isinstance(value, (int, float))):
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))):
                 raise AnnotationError(
                     f'{where} (video {filename!r}): "{key}" must be a '
                     f'number, got {value!r}')
@@ -293,8 +293,7 @@ class VideoTextRetrievalDataset(BadVideoMixin, BaseActionDataset):
             if self.caption_mode == 'unfold':
                 captions = info.pop('captions')
                 for k, cap in enumerate(captions):
-                    data_list.append(
-                        dict(info, text=[cap], caption_index=k))
+                    data_list.append(dict(info, text=[cap], caption_index=k))
             else:
                 data_list.append(info)
         if missing:

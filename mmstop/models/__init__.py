@@ -6,6 +6,7 @@ from .heads import TextClassifierHead
 from .recognizers import STOPRecognizer
 from .similarity import STOPSimilarity
 
-__all__ = ['CLIPFrameEncoder', 'STOPCLIP', 'STOPRecognizer',
-           'TextClassifierHead',
-           'STOPSimilarity', 'VideoMamba']
+__all__ = [
+    'CLIPFrameEncoder', 'STOPCLIP', 'STOPRecognizer', 'TextClassifierHead',
+    'STOPSimilarity', 'VideoMamba'
+]

@@ -208,8 +208,8 @@ class _ArchiveObject:
 def _rebuild_archive_tensor(storage, storage_offset, size, stride, *unused):
     """``torch._utils._rebuild_tensor_v2`` on a flat tensor from the
     archive (``as_strided`` checks the bounds)."""
-    if not (isinstance(storage, torch.Tensor) and isinstance(
-            storage_offset, int) and isinstance(size, tuple)
+    if not (isinstance(storage, torch.Tensor)
+            and isinstance(storage_offset, int) and isinstance(size, tuple)
             and isinstance(stride, tuple)):
         raise pickle.UnpicklingError('malformed tensor record')
     return storage.as_strided(size, stride, storage_offset)
@@ -244,15 +244,14 @@ class _ArchiveUnpickler(pickle._Unpickler):
         if module == '__torch__' or module.startswith('__torch__.'):
             qualname = f'{module}.{name}'
             if qualname not in self._classes:
-                self._classes[qualname] = type(
-                    name, (_ArchiveObject, ), dict(qualname=qualname))
+                self._classes[qualname] = type(name, (_ArchiveObject, ),
+                                               dict(qualname=qualname))
             return self._classes[qualname]
         raise _DisallowedGlobal(f'{module}.{name}')
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5
-                and pid[0] == 'storage'
-                and isinstance(pid[1], _ArchiveStorage)
+                and pid[0] == 'storage' and isinstance(pid[1], _ArchiveStorage)
                 and isinstance(pid[2], str)):
             raise pickle.UnpicklingError(f'unsupported record {pid!r}')
         return self._read_storage(pid[2], pid[1].dtype)
@@ -323,11 +322,10 @@ class _ArchiveCode:
             if isinstance(node, ast.ClassDef) and node.name == name:
                 names = set()
                 for stmt in node.body:
-                    if (isinstance(stmt, ast.Assign)
-                            and len(stmt.targets) == 1
+                    if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
                             and isinstance(stmt.targets[0], ast.Name)
-                            and stmt.targets[0].id in ('__parameters__',
-                                                       '__buffers__')):
+                            and stmt.targets[0].id
+                            in ('__parameters__', '__buffers__')):
                         names.update(ast.literal_eval(stmt.value))
                 return names
         return None
@@ -340,9 +338,9 @@ _MAX_ARCHIVE_MODULES = 100000
 
 
 def read_torchscript_state_dict(
-        f,
-        source: Optional[str] = None,
-        unsafe_hint: str = f"the '{UNSAFE_PREFIX}' prefix"
+    f,
+    source: Optional[str] = None,
+    unsafe_hint: str = f"the '{UNSAFE_PREFIX}' prefix"
 ) -> 'OrderedDict[str, torch.Tensor]':
     """The state dict of a TorchScript archive, read without running it.
 
@@ -377,15 +375,18 @@ def read_torchscript_state_dict(
     try:
         with zipfile.ZipFile(f) as zf:
             names = zf.namelist()
-            roots = [n[:-len('data.pkl')] for n in names
-                     if n.endswith('/data.pkl') and n.count('/') == 1]
+            roots = [
+                n[:-len('data.pkl')] for n in names
+                if n.endswith('/data.pkl') and n.count('/') == 1
+            ]
             if len(roots) != 1:
                 raise CorruptCheckpointError(
                     f'cannot read TorchScript archive {name}: expected one '
                     f'<name>/data.pkl record, found {len(roots)}')
             root = roots[0]
-            if (f'{root}byteorder' in names and zf.read(
-                    f'{root}byteorder').decode().strip() != sys.byteorder):
+            if (f'{root}byteorder' in names
+                    and zf.read(f'{root}byteorder').decode().strip()
+                    != sys.byteorder):
                 raise CorruptCheckpointError(
                     f'TorchScript archive {name} stores its tensors in '
                     f'another byte order than this machine ({sys.byteorder})')
@@ -394,8 +395,9 @@ def read_torchscript_state_dict(
             def read_storage(key: str, dtype: torch.dtype) -> torch.Tensor:
                 if key not in storages:
                     raw = bytearray(zf.read(f'{root}data/{key}'))
-                    storages[key] = torch.frombuffer(raw, dtype=dtype) if (
-                        raw) else torch.empty(0, dtype=dtype)
+                    storages[key] = torch.frombuffer(
+                        raw, dtype=dtype) if (raw) else torch.empty(
+                            0, dtype=dtype)
                 if storages[key].dtype != dtype:
                     raise pickle.UnpicklingError(
                         f'storage {key} is read as two dtypes')
@@ -429,8 +431,9 @@ def read_torchscript_state_dict(
                 for attr, value in obj.state.items():
                     if isinstance(value, _ArchiveObject):
                         children.append((value, f'{prefix}{attr}.', depth + 1))
-                    elif isinstance(value, torch.Tensor) and (
-                            declared is None or attr in declared):
+                    elif isinstance(value,
+                                    torch.Tensor) and (declared is None
+                                                       or attr in declared):
                         out[prefix + attr] = value
                 stack.extend(reversed(children))
             return out
@@ -492,7 +495,9 @@ def safe_torch_load(f,
             print_log(
                 f'loading TorchScript archive {name} with torch.jit.load: '
                 'this runs code the archive contains; only do it for files '
-                'from a source you trust', logger='current', level=30)
+                'from a source you trust',
+                logger='current',
+                level=30)
             state = torch.jit.load(f, map_location='cpu').state_dict()
         else:
             state = read_torchscript_state_dict(
@@ -505,12 +510,13 @@ def safe_torch_load(f,
         print_log(
             f'unpickling {name} with weights_only=False: this runs any code '
             'the file contains; only do it for files from a source you '
-            'trust', logger='current', level=30)
+            'trust',
+            logger='current',
+            level=30)
         return torch.load(f, map_location=map_location, weights_only=False)
     try:
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
-            return torch.load(
-                f, map_location=map_location, weights_only=True)
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _weights_only_reason(str(exc))
         unsafe_names = _unsafe_globals(f)
@@ -723,8 +729,9 @@ def mismatch_error(title: str,
         lines.append(f'  {len(unexpected)} unexpected key(s) (in the '
                      f'checkpoint, not in the model): {", ".join(unexpected)}')
     if mis_shaped:
-        lines.append(f'  {len(mis_shaped)} mis-shaped key(s): ' + '; '.join(
-            f'{k}: checkpoint {c}, model {m}' for k, c, m in mis_shaped))
+        lines.append(f'  {len(mis_shaped)} mis-shaped key(s): ' +
+                     '; '.join(f'{k}: checkpoint {c}, model {m}'
+                               for k, c, m in mis_shaped))
     lines += [f'  {e}' for e in other]
     lines.append(
         'Loading stops here instead of leaving these tensors at their '
@@ -735,13 +742,12 @@ def mismatch_error(title: str,
     return CheckpointMismatchError('\n'.join(lines))
 
 
-def load_state_dict_checked(
-        module: nn.Module,
-        state_dict: Dict[str, torch.Tensor],
-        allow_mismatch: Sequence[str] = (),
-        source: str = 'checkpoint',
-        hint: str = 'allow_mismatch',
-        logger='current') -> Dict[str, list]:
+def load_state_dict_checked(module: nn.Module,
+                            state_dict: Dict[str, torch.Tensor],
+                            allow_mismatch: Sequence[str] = (),
+                            source: str = 'checkpoint',
+                            hint: str = 'allow_mismatch',
+                            logger='current') -> Dict[str, list]:
     """Load ``state_dict`` into ``module``; fail on any mismatch.
 
     Works like MMEngine's ``load_state_dict`` (module-wise
@@ -825,8 +831,8 @@ def load_state_dict_checked(
     bad_shape = [m for m in mismatched if not allowed(m[0])]
     if bad_missing or bad_unexpected or bad_shape or errors:
         raise mismatch_error(
-            f'{source} does not match {type(module).__name__}:',
-            bad_missing, bad_unexpected, bad_shape, errors, hint)
+            f'{source} does not match {type(module).__name__}:', bad_missing,
+            bad_unexpected, bad_shape, errors, hint)
     result = dict(
         missing=missing,
         unexpected=unexpected,
@@ -886,8 +892,9 @@ def unwrap_state_dict(checkpoint,
             f'or a checkpoint dict with one of {tuple(wrappers)}')
     state, seen = checkpoint, {id(checkpoint)}
     while True:
-        inner = next((state[w] for w in wrappers
-                      if isinstance(state.get(w), dict)), None)
+        inner = next(
+            (state[w] for w in wrappers if isinstance(state.get(w), dict)),
+            None)
         if inner is None or id(inner) in seen:
             break
         state = inner
@@ -907,11 +914,12 @@ def unwrap_state_dict(checkpoint,
     return out
 
 
-def extract_state_dict(checkpoint,
-                       source: str = 'checkpoint',
-                       prefix: Optional[str] = None,
-                       revise_keys: Sequence[Tuple[str, str]] = (
-                           (r'^module\.', ''), )) -> 'OrderedDict':
+def extract_state_dict(
+    checkpoint,
+    source: str = 'checkpoint',
+    prefix: Optional[str] = None,
+    revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.', ''), )
+) -> 'OrderedDict':
     """The state dict of an MMEngine-style checkpoint (``state_dict``
     entry, or the dict itself), optionally restricted to ``prefix`` (as
     MMEngine's ``Pretrained`` init does) and with ``revise_keys`` applied.
@@ -928,8 +936,10 @@ def extract_state_dict(checkpoint,
         checkpoint, source, wrappers=('state_dict', ), prefixes=())
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
-        state = {k[len(prefix):]: v for k, v in state.items()
-                 if k.startswith(prefix)}
+        state = {
+            k[len(prefix):]: v
+            for k, v in state.items() if k.startswith(prefix)
+        }
         if not state:
             raise CheckpointError(f'{source} has no key under {prefix!r}')
     out = OrderedDict()
@@ -967,8 +977,12 @@ def load_checkpoint_checked(module: nn.Module,
     checkpoint = read_checkpoint(filename)
     state = extract_state_dict(checkpoint, source=filename, prefix=prefix)
     load_state_dict_checked(
-        module, state, allow_mismatch, source=f'checkpoint {filename}',
-        hint=hint, logger=logger)
+        module,
+        state,
+        allow_mismatch,
+        source=f'checkpoint {filename}',
+        hint=hint,
+        logger=logger)
     return checkpoint
 
 

@@ -233,8 +233,7 @@ def analyse(path: str,
     # classifies through class texts (not a linear probe of a CLIP)
     reads_text = retrieval or hasattr(
         getattr(model, 'cls_head', None), 'class_token_ids')
-    if reads_text and hasattr(getattr(model, 'backbone', None),
-                              'encode_text'):
+    if reads_text and hasattr(getattr(model, 'backbone', None), 'encode_text'):
         text_length = (
             caption_length
             if retrieval else int(model.cls_head.class_token_ids.shape[1]))

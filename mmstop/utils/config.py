@@ -143,8 +143,10 @@ def _keep_changes(original: Any, changed: Any, rederived: Any) -> Any:
         return rederived
     if (isinstance(changed, dict) and isinstance(original, dict)
             and isinstance(rederived, dict)):
-        merged = {k: v for k, v in rederived.items() if k in changed
-                  or k not in original}
+        merged = {
+            k: v
+            for k, v in rederived.items() if k in changed or k not in original
+        }
         for key, value in changed.items():
             if key in original and key in rederived:
                 merged[key] = _keep_changes(original[key], value,
@@ -155,9 +157,8 @@ def _keep_changes(original: Any, changed: Any, rederived: Any) -> Any:
     if (isinstance(changed, (list, tuple)) and type(changed) is type(original)
             and type(changed) is type(rederived)
             and len(changed) == len(original) == len(rederived)):
-        return type(changed)(
-            _keep_changes(o, c, r)
-            for o, c, r in zip(original, changed, rederived))
+        return type(changed)(_keep_changes(o, c, r)
+                             for o, c, r in zip(original, changed, rederived))
     return changed
 
 
@@ -220,7 +221,8 @@ def resolve_config(cfg: Config) -> Config:
     if Config._is_lazy_import(filename):
         print_log(
             f'{filename} is a lazy-import config: the fields derived from '
-            f'{names} keep their parsed values', logger='current',
+            f'{names} keep their parsed values',
+            logger='current',
             level=logging.WARNING)
         return cfg
     rederived = parse_config(filename, changed).to_dict()
@@ -232,7 +234,8 @@ def resolve_config(cfg: Config) -> Config:
     shown = ', '.join(fields[:8]) + (', ...' if len(fields) > 8 else '')
     print_log(
         f're-derived {len(fields)} config field(s) from the top-level '
-        f'variables {names}: {shown}', logger='current')
+        f'variables {names}: {shown}',
+        logger='current')
     return Config(merged, filename=filename)
 
 
@@ -263,8 +266,8 @@ def _differences(a: Any, b: Any, prefix: str = '') -> list:
     if isinstance(a, dict) and isinstance(b, dict):
         return [
             path for key in list(a) + [k for k in b if k not in a]
-            for path in _differences(a.get(key), b.get(key),
-                                     f'{prefix}{key}.')
+            for path in _differences(
+                a.get(key), b.get(key), f'{prefix}{key}.')
         ]
     if (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))
             and len(a) == len(b)):

@@ -62,9 +62,12 @@ def split_decay(named_params, no_decay) -> List[Dict]:
 
 def provenance(**fields) -> Dict:
     """``fields`` plus the Python, torch and numpy versions."""
-    return dict(fields, versions=dict(python=platform.python_version(),
-                                      torch=torch.__version__,
-                                      numpy=np.__version__))
+    return dict(
+        fields,
+        versions=dict(
+            python=platform.python_version(),
+            torch=torch.__version__,
+            numpy=np.__version__))
 
 
 def write_json(path: str, obj: Dict) -> None:

@@ -25,9 +25,12 @@ CONFIGS = sorted(
     osp.basename(p) for p in glob.glob(osp.join(REPO_ROOT, 'configs', '*.py')))
 STOP_CONFIGS = [n for n in CONFIGS if n.startswith('stop_clip_')]
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-SAMPLERS = {'SampleFrames': 'clip_len', 'UniformSample': 'clip_len',
-            'SegmentSampleFrames': 'num_segments',
-            'SegmentViewSampleFrames': 'clip_len'}
+SAMPLERS = {
+    'SampleFrames': 'clip_len',
+    'UniformSample': 'clip_len',
+    'SegmentSampleFrames': 'num_segments',
+    'SegmentViewSampleFrames': 'clip_len'
+}
 CROPS = ('CenterCrop', 'ThreeCrop', 'LongSideCrops')
 # no class of these datasets depends on left/right
 FLIPPING_DATASETS = ('ucf101', 'hmdb51', 'breakfast')
@@ -64,7 +67,9 @@ def test_no_field_holds_a_stale_variable_value(name):
     config replaced."""
     cfg = load(name)
     variables = {
-        k: v for k, v in cfg.to_dict().items() if is_variable_value(v)}
+        k: v
+        for k, v in cfg.to_dict().items() if is_variable_value(v)
+    }
     assert {'num_frames', 'image_size'} <= set(variables)
     assert parse_config(cfg.filename, variables).to_dict() == cfg.to_dict()
 
@@ -143,22 +148,26 @@ def test_mode_alone_switches_a_prompt_to_the_paper(name, kind):
     with torch.device('meta'):  # the sizes STOPCLIP passes
         if kind == 'intra_prompt':
             module = build_intra_frame_prompt(
-                backbone.intra_prompt, image_size=arch['image_size'],
+                backbone.intra_prompt,
+                image_size=arch['image_size'],
                 patch_size=arch['patch_size'],
-                embed_dims=arch['vision_width'], num_patches=grid**2,
+                embed_dims=arch['vision_width'],
+                num_patches=grid**2,
                 num_layers=arch['vision_layers'])
             assert isinstance(module, TokenIntraFramePrompt)
         else:
             module = build_inter_frame_prompt(
-                backbone.inter_prompt, embed_dims=arch['vision_width'],
-                num_patches=grid**2, num_prompts=backbone.num_local_prompts,
+                backbone.inter_prompt,
+                embed_dims=arch['vision_width'],
+                num_patches=grid**2,
+                num_prompts=backbone.num_local_prompts,
                 num_heads=arch['vision_heads'],
                 num_frames=backbone.num_frames)
             assert isinstance(module, DynamicInterFramePrompt)
 
 
-@pytest.mark.parametrize('name', ['stop_clip_paper_ucf101.py',
-                                  'stop_clip_paper_demo.py'])
+@pytest.mark.parametrize(
+    'name', ['stop_clip_paper_ucf101.py', 'stop_clip_paper_demo.py'])
 def test_paper_configs_build_paper_prompts(name, tmp_path):
     cfg = load(name)
     classes = tmp_path / 'classnames.txt'

@@ -9,8 +9,9 @@ from helpers import REPO_ROOT
 from mmengine.config import Config
 
 CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', '*.py')))
-HOOKS = ['StrictLoadHook', 'NonFiniteCheckHook', 'RandomStateHook',
-         'BadVideoHook']
+HOOKS = [
+    'StrictLoadHook', 'NonFiniteCheckHook', 'RandomStateHook', 'BadVideoHook'
+]
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)

@@ -24,21 +24,66 @@ from mmstop.registry import MODELS, PARAM_SCHEDULERS
 # the official scripts (docs/ssp.md#training-recipe, the config headers) and
 # the parameter counts (docs/ssp.md#trainable-parameters)
 RECIPES = {
-    'ucf101': dict(classes=101, frames=8, epochs=10, lr=1.25e-3,
-                   warmup_lr=2.5e-7, min_lr=2.5e-7, batch=8, accum=1,
-                   views=4 * 3, flip=True, ckpt='f8', head_norm=58_853,
-                   diff_rank_seed=False),
-    'hmdb51': dict(classes=51, frames=8, epochs=10, lr=7.5e-4,
-                   warmup_lr=2.5e-7, min_lr=2.5e-7, batch=8, accum=1,
-                   views=8 * 3, flip=True, ckpt='f8', head_norm=30_003,
-                   diff_rank_seed=True),
-    'ssv2': dict(classes=174, frames=8, epochs=7, lr=8e-4, warmup_lr=4e-6,
-                 min_lr=4e-6, batch=8, accum=16, views=2 * 9, flip=False,
-                 ckpt='f8', head_norm=100_974, diff_rank_seed=True),
-    'breakfast': dict(classes=10, frames=32, epochs=20, lr=5e-4,
-                      warmup_lr=5e-7, min_lr=5e-7, batch=2, accum=8,
-                      views=8 * 6, flip=True, ckpt='f32', head_norm=6_346,
-                      diff_rank_seed=True),
+    'ucf101':
+    dict(
+        classes=101,
+        frames=8,
+        epochs=10,
+        lr=1.25e-3,
+        warmup_lr=2.5e-7,
+        min_lr=2.5e-7,
+        batch=8,
+        accum=1,
+        views=4 * 3,
+        flip=True,
+        ckpt='f8',
+        head_norm=58_853,
+        diff_rank_seed=False),
+    'hmdb51':
+    dict(
+        classes=51,
+        frames=8,
+        epochs=10,
+        lr=7.5e-4,
+        warmup_lr=2.5e-7,
+        min_lr=2.5e-7,
+        batch=8,
+        accum=1,
+        views=8 * 3,
+        flip=True,
+        ckpt='f8',
+        head_norm=30_003,
+        diff_rank_seed=True),
+    'ssv2':
+    dict(
+        classes=174,
+        frames=8,
+        epochs=7,
+        lr=8e-4,
+        warmup_lr=4e-6,
+        min_lr=4e-6,
+        batch=8,
+        accum=16,
+        views=2 * 9,
+        flip=False,
+        ckpt='f8',
+        head_norm=100_974,
+        diff_rank_seed=True),
+    'breakfast':
+    dict(
+        classes=10,
+        frames=32,
+        epochs=20,
+        lr=5e-4,
+        warmup_lr=5e-7,
+        min_lr=5e-7,
+        batch=2,
+        accum=8,
+        views=8 * 6,
+        flip=True,
+        ckpt='f32',
+        head_norm=6_346,
+        diff_rank_seed=True),
 }
 SSP_PARAMS = 2_418_274  # middle, P = 3
 BACKBONE_PARAMS_8F = 73_644_480  # middle without SSP/norm_f, 8 frames
@@ -82,16 +127,18 @@ def test_recipe_values(case):
     assert pre.std == pytest.approx([255 * s for s in IMAGENET_STD])
     blend = pre.blending
     assert blend.probs == [0.5, 0.5]
-    assert [(a.type, a.alpha, a.num_classes) for a in blend.augments] == [
-        ('MixupBlending', 0.8, r['classes']),
-        ('CutmixBlending', 1.0, r['classes'])
-    ]
+    assert [(a.type, a.alpha, a.num_classes)
+            for a in blend.augments] == [('MixupBlending', 0.8, r['classes']),
+                                         ('CutmixBlending', 1.0, r['classes'])]
 
     opt = cfg.optim_wrapper
     assert (opt.type, opt.dtype) == ('AmpOptimWrapper', 'bfloat16')
-    assert opt.optimizer == dict(type='AdamW', lr=r['lr'],
-                                 betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0.05)
+    assert opt.optimizer == dict(
+        type='AdamW',
+        lr=r['lr'],
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.05)
     assert opt.accumulative_counts == r['accum']
     assert 'clip_grad' not in opt
     assert cfg.train_cfg.max_epochs == r['epochs']
@@ -101,8 +148,7 @@ def test_recipe_values(case):
     # official actual lr = base lr * batch * update_freq * 4 GPUs * 2 / 256
     clips = r['batch'] * r['accum'] * 4 * 2
     assert r['lr'] * 256 / clips in (5e-3, 3e-3, 2e-4, 1e-3)
-    assert cfg.randomness == dict(seed=0,
-                                  diff_rank_seed=r['diff_rank_seed'])
+    assert cfg.randomness == dict(seed=0, diff_rank_seed=r['diff_rank_seed'])
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         ds = cfg[loader].dataset
         assert ds.num_classes == r['classes']
@@ -175,8 +221,9 @@ def test_builds_full_model(case):
     assert n_trainable == SSP_PARAMS + r['head_norm']
     # middle backbone, the temporal embedding grows with the frames
     n_total = sum(p.numel() for p in params.values())
-    assert n_total == (BACKBONE_PARAMS_8F + 576 * (r['frames'] - 8) +
-                       SSP_PARAMS + r['head_norm'])
+    assert n_total == (
+        BACKBONE_PARAMS_8F + 576 * (r['frames'] - 8) + SSP_PARAMS +
+        r['head_norm'])
 
     # optimiser groups (fp32 OptimWrapper: AmpOptimWrapper needs a GPU)
     opt_cfg = copy.deepcopy(cfg.optim_wrapper)
@@ -206,8 +253,11 @@ def test_builds_full_model(case):
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
-        str(tmp_path_factory.mktemp('demo')), num_classes=4,
-        train_per_class=1, val_per_class=1, seed=0)
+        str(tmp_path_factory.mktemp('demo')),
+        num_classes=4,
+        train_per_class=1,
+        val_per_class=1,
+        seed=0)
 
 
 def build_dataset(cfg, loader, demo):
@@ -233,10 +283,12 @@ def test_pipelines_and_train_step(case, demo):
     # graph (find_unused_parameters=False)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.update(
-        arch=dict(embed_dims=32, depth=2), img_size=SMALL, patch_size=16,
+        arch=dict(embed_dims=32, depth=2),
+        img_size=SMALL,
+        patch_size=16,
         pretrained=None,
-        ssp=dict(model_cfg.backbone.ssp, hidden_dims=16, attn_dims=16,
-                 num_heads=2))
+        ssp=dict(
+            model_cfg.backbone.ssp, hidden_dims=16, attn_dims=16, num_heads=2))
     model_cfg.cls_head.in_channels = 32
     model = MODELS.build(model_cfg)
     with torch.no_grad():  # leave the zero init so every tensor gets grad
@@ -253,6 +305,8 @@ def test_pipelines_and_train_step(case, demo):
     loss = sum(v for k, v in losses.items() if 'loss' in k)
     assert torch.isfinite(loss)
     loss.backward()
-    missing = [k for k, p in model.named_parameters()
-               if p.requires_grad and p.grad is None]
+    missing = [
+        k for k, p in model.named_parameters()
+        if p.requires_grad and p.grad is None
+    ]
     assert not missing

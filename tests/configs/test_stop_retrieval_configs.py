@@ -26,23 +26,62 @@ from mmstop.registry import MODELS, PARAM_SCHEDULERS
 # ActivityNet) and docs/stop.md#trainable-parameters (transformer 13,081,528
 # at T = 12, linear 4,333,752 for any T)
 RECIPES = {
-    'msrvtt': dict(frames=12, words=32, generator='transformer', batch=32,
-                   gpus=4, epochs=5, lr=1e-3, train_sampling_test=False,
-                   paragraph=False, train_captions='unfold', v2t='caption',
-                   trainable=13_081_528),
-    'activitynet': dict(frames=64, words=64, generator='linear', batch=16,
-                        gpus=8, epochs=10, lr=1e-3,
-                        train_sampling_test=False, paragraph=True,
-                        train_captions=None, v2t='caption',
-                        trainable=4_333_752),
-    'didemo': dict(frames=64, words=64, generator='linear', batch=16,
-                   gpus=8, epochs=10, lr=1e-3, train_sampling_test=False,
-                   paragraph=True, train_captions=None, v2t='caption',
-                   trainable=4_333_752),
-    'vatex': dict(frames=12, words=32, generator='linear', batch=64, gpus=8,
-                  epochs=10, lr=5e-3, train_sampling_test=True,
-                  paragraph=False, train_captions='unfold', v2t='group',
-                  trainable=4_333_752),
+    'msrvtt':
+    dict(
+        frames=12,
+        words=32,
+        generator='transformer',
+        batch=32,
+        gpus=4,
+        epochs=5,
+        lr=1e-3,
+        train_sampling_test=False,
+        paragraph=False,
+        train_captions='unfold',
+        v2t='caption',
+        trainable=13_081_528),
+    'activitynet':
+    dict(
+        frames=64,
+        words=64,
+        generator='linear',
+        batch=16,
+        gpus=8,
+        epochs=10,
+        lr=1e-3,
+        train_sampling_test=False,
+        paragraph=True,
+        train_captions=None,
+        v2t='caption',
+        trainable=4_333_752),
+    'didemo':
+    dict(
+        frames=64,
+        words=64,
+        generator='linear',
+        batch=16,
+        gpus=8,
+        epochs=10,
+        lr=1e-3,
+        train_sampling_test=False,
+        paragraph=True,
+        train_captions=None,
+        v2t='caption',
+        trainable=4_333_752),
+    'vatex':
+    dict(
+        frames=12,
+        words=32,
+        generator='linear',
+        batch=64,
+        gpus=8,
+        epochs=10,
+        lr=5e-3,
+        train_sampling_test=True,
+        paragraph=False,
+        train_captions='unfold',
+        v2t='group',
+        trainable=4_333_752),
 }
 # CLIP normalisation, in 0-255 pixel units
 CLIP_MEAN = [255 * m for m in OPENAI_DATASET_MEAN]
@@ -76,17 +115,21 @@ def test_recipe_values(case):
     model = cfg.model
     assert model.gather_grad == 'local'
     bb = model.backbone
-    assert (bb.arch, bb.num_frames, bb.prompt_generator, bb.pool) == (
-        dict(base='vit-b32', image_size=224), r['frames'], r['generator'],
-        'global0')
+    assert (bb.arch, bb.num_frames, bb.prompt_generator,
+            bb.pool) == (dict(base='vit-b32', image_size=224), r['frames'],
+                         r['generator'], 'global0')
     assert bb.intra_prompt.mode == bb.inter_prompt.mode == 'official'
     pre = model.data_preprocessor
     assert pre.mean == pytest.approx(CLIP_MEAN, rel=1e-8)
     assert pre.std == pytest.approx(CLIP_STD, rel=1e-8)
 
     opt = cfg.optim_wrapper
-    assert opt.optimizer == dict(type='AdamW', lr=r['lr'], betas=(0.9, 0.98),
-                                 eps=1e-6, weight_decay=0.2)
+    assert opt.optimizer == dict(
+        type='AdamW',
+        lr=r['lr'],
+        betas=(0.9, 0.98),
+        eps=1e-6,
+        weight_decay=0.2)
     assert opt.paramwise_cfg == dict(bias_decay_mult=0.0)
     assert opt.clip_grad == dict(max_norm=1.0, norm_type=2)
     assert cfg.train_cfg.max_epochs == r['epochs']
@@ -148,8 +191,8 @@ def test_lr_schedule_is_the_official_one(case):
         if step <= warm:
             lr = min(step / warm * (r['lr'] - 1e-8) + 1e-8, r['lr'])
         else:
-            lr = 0.5 * r['lr'] * (
-                1 + math.cos((step - warm) / (total - warm) * math.pi))
+            lr = 0.5 * r['lr'] * (1 + math.cos(
+                (step - warm) / (total - warm) * math.pi))
         official.append(max(lr, 1e-8))
         optimizer.step()
         for s in schedulers:
@@ -157,8 +200,9 @@ def test_lr_schedule_is_the_official_one(case):
     # MMEngine's cosine is eta_min + (lr - eta_min)(1 + cos)/2: within 1e-8
     assert lrs[warm:] == pytest.approx(official[warm:], rel=1e-6, abs=1e-8)
     assert lrs[0] == official[0] == pytest.approx(1e-8)
-    mmengine_warmup = [1e-8 + (r['lr'] - 1e-8) * step / (warm - 1)
-                       for step in range(warm)]
+    mmengine_warmup = [
+        1e-8 + (r['lr'] - 1e-8) * step / (warm - 1) for step in range(warm)
+    ]
     assert lrs[:warm] == pytest.approx(mmengine_warmup, rel=1e-6)
 
 
@@ -185,8 +229,9 @@ def test_demo_config_is_the_msrvtt_recipe_on_a_tiny_clip():
     """The CPU demo differs from MSR-VTT's model only in the sizes (CLIP
     architecture, frames, intra-prompt kernels) and the checkpoint (none),
     and samples captions as MSR-VTT does."""
-    demo, msrvtt = (Config.fromfile(config_path(n)).to_dict()
-                    for n in ('retrieval_demo', 'msrvtt'))
+    demo, msrvtt = (
+        Config.fromfile(config_path(n)).to_dict()
+        for n in ('retrieval_demo', 'msrvtt'))
     sizes = ('arch', 'num_frames', 'pretrained')
     for cfg in (demo, msrvtt):
         for key in sizes:
@@ -195,8 +240,8 @@ def test_demo_config_is_the_msrvtt_recipe_on_a_tiny_clip():
             cfg['model']['backbone']['intra_prompt'].pop(key, None)
     assert demo['model'] == msrvtt['model']
     for loader in ('train_dataloader', 'test_dataloader'):
-        assert (demo[loader]['dataset']['caption_mode'] ==
-                msrvtt[loader]['dataset']['caption_mode'])
+        assert (demo[loader]['dataset']['caption_mode'] == msrvtt[loader]
+                ['dataset']['caption_mode'])
     MODELS.build(Config.fromfile(config_path('retrieval_demo')).model)
 
 
@@ -206,8 +251,11 @@ def test_demo_config_is_the_msrvtt_recipe_on_a_tiny_clip():
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
-        str(tmp_path_factory.mktemp('demo')), num_classes=2,
-        train_per_class=1, val_per_class=1, seed=0)
+        str(tmp_path_factory.mktemp('demo')),
+        num_classes=2,
+        train_per_class=1,
+        val_per_class=1,
+        seed=0)
 
 
 def build_dataset(cfg, loader, demo):
@@ -237,12 +285,14 @@ def test_pipelines_and_model_step(case, demo):
     model_cfg.backbone.update(
         arch=dict(base='tiny', image_size=SMALL, patch_size=8),
         pretrained=None,
-        intra_prompt=dict(model_cfg.backbone.intra_prompt,
-                          kernel_size=(3, 3, 3),
-                          scorer_kernel_size=(3, 3, 3)),
-        inter_prompt=dict(model_cfg.backbone.inter_prompt,
-                          kernel_size=(3, 3, 3),
-                          scorer_kernel_size=(3, 3, 3)))
+        intra_prompt=dict(
+            model_cfg.backbone.intra_prompt,
+            kernel_size=(3, 3, 3),
+            scorer_kernel_size=(3, 3, 3)),
+        inter_prompt=dict(
+            model_cfg.backbone.inter_prompt,
+            kernel_size=(3, 3, 3),
+            scorer_kernel_size=(3, 3, 3)))
     model = MODELS.build(model_cfg)
     model.train()
     data = model.data_preprocessor(pseudo_collate(train_batch), True)

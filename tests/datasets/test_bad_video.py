@@ -24,8 +24,11 @@ BAD = ('zero.mp4', 'truncated.mp4', 'notes.mp4')
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
-        str(tmp_path_factory.mktemp('demo')), num_classes=2,
-        train_per_class=2, val_per_class=1, seed=1)
+        str(tmp_path_factory.mktemp('demo')),
+        num_classes=2,
+        train_per_class=2,
+        val_per_class=1,
+        seed=1)
 
 
 @pytest.fixture(autouse=True)
@@ -52,8 +55,12 @@ def with_bad_files(demo, tmp_path):
 
 def build(videos, ann, **kwargs):
     return DATASETS.build(
-        dict(type='VideoClsDataset', ann_file=ann,
-             data_prefix=dict(video=videos), pipeline=PIPELINE, **kwargs))
+        dict(
+            type='VideoClsDataset',
+            ann_file=ann,
+            data_prefix=dict(video=videos),
+            pipeline=PIPELINE,
+            **kwargs))
 
 
 class Logs:
@@ -94,9 +101,10 @@ def test_skip_stops_past_max_bad_fraction(with_bad_files, monkeypatch):
     Logs(monkeypatch)
     ds = build(videos, ann, on_bad_video='skip', max_bad_fraction=0.2)
     ds[n - 3]  # 1 of 7 files: fine
-    with pytest.raises(VideoLoadError,
-                       match=r'2 of 7 video files could not be read, more '
-                       r'than max_bad_fraction=0\.2'):
+    with pytest.raises(
+            VideoLoadError,
+            match=r'2 of 7 video files could not be read, more '
+            r'than max_bad_fraction=0\.2'):
         ds[n - 2]
 
 
@@ -119,9 +127,11 @@ def test_short_video_reported_once(demo, monkeypatch):
     logs = Logs(monkeypatch)
     pipeline = [dict(PIPELINE[1], num_segments=40)]  # demo clips are shorter
     ds = DATASETS.build(
-        dict(type='VideoClsDataset', ann_file=demo['train_ann'],
-             data_prefix=dict(video=demo['video_dir']),
-             pipeline=[PIPELINE[0], *pipeline, PIPELINE[2]]))
+        dict(
+            type='VideoClsDataset',
+            ann_file=demo['train_ann'],
+            data_prefix=dict(video=demo['video_dir']),
+            pipeline=[PIPELINE[0], *pipeline, PIPELINE[2]]))
     ds[0]
     ds[0]
     short = [m for m in logs.messages if 'fewer than its clip needs' in m]
@@ -132,8 +142,10 @@ def test_short_video_reported_once(demo, monkeypatch):
 
 
 def test_repeated_frames():
-    assert repeated_frames(dict(frame_inds=np.array([0, 1, 2, 2, 2]),
-                                total_frames=3, num_clips=1)) == (2, 3)
-    assert repeated_frames(dict(frame_inds=np.arange(8), total_frames=20,
-                                num_clips=2)) is None
+    assert repeated_frames(
+        dict(
+            frame_inds=np.array([0, 1, 2, 2, 2]), total_frames=3,
+            num_clips=1)) == (2, 3)
+    assert repeated_frames(
+        dict(frame_inds=np.arange(8), total_frames=20, num_clips=2)) is None
     assert repeated_frames(dict(total_frames=3)) is None

@@ -28,8 +28,8 @@ def _foreground_tracks(path):
     frames = decord.VideoReader(path).get_batch(list(range(16))).asnumpy()
     centroids, areas = [], []
     for frame in frames.astype(np.float32):
-        border = np.concatenate([frame[0], frame[-1], frame[:, 0],
-                                 frame[:, -1]])
+        border = np.concatenate(
+            [frame[0], frame[-1], frame[:, 0], frame[:, -1]])
         background = np.median(border, axis=0)
         mask = np.abs(frame - background).max(-1) > 60
         ys, xs = np.nonzero(mask)
@@ -41,8 +41,8 @@ def _foreground_tracks(path):
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('demo'))
-    return generate_demo_dataset(root, num_classes=6, train_per_class=2,
-                                 val_per_class=1, seed=3)
+    return generate_demo_dataset(
+        root, num_classes=6, train_per_class=2, val_per_class=1, seed=3)
 
 
 def test_layout_and_annotations(demo):
@@ -67,9 +67,14 @@ def test_layout_and_annotations(demo):
 
 
 def test_videos_decode_with_requested_geometry(tmp_path):
-    out = generate_demo_dataset(str(tmp_path), num_classes=2,
-                                train_per_class=1, val_per_class=0,
-                                num_frames=10, size=(80, 40), fps=5)
+    out = generate_demo_dataset(
+        str(tmp_path),
+        num_classes=2,
+        train_per_class=1,
+        val_per_class=0,
+        num_frames=10,
+        size=(80, 40),
+        fps=5)
     name = open(out['train_ann']).read().split()[0]
     vr = decord.VideoReader(osp.join(out['video_dir'], name))
     assert len(vr) == 10
@@ -122,9 +127,12 @@ def test_deterministic_per_seed(tmp_path):
 
 
 def test_random_appearance_varies_within_class(tmp_path):
-    out = generate_demo_dataset(str(tmp_path), num_classes=1,
-                                train_per_class=8, val_per_class=0,
-                                appearance='random')
+    out = generate_demo_dataset(
+        str(tmp_path),
+        num_classes=1,
+        train_per_class=8,
+        val_per_class=0,
+        appearance='random')
     with open(out['captions_train']) as f:
         first = [entry['captions'][0] for entry in json.load(f)]
     # 'a <colour> <shape> ...': several different appearances in one class

@@ -11,9 +11,13 @@ from mmstop.datasets.shape_captions import (HELD_OUT_PAIRS, POSITIONS,
 from mmstop.datasets.shapes import COLOURS, SHAPES
 from mmstop.registry import DATASETS
 
-_SHAPE_WORDS = {'square': ('square', 'box'), 'circle': ('circle', 'disc'),
-                'triangle': ('triangle', ), 'cross': ('cross', 'plus sign'),
-                'diamond': ('diamond', 'rhombus')}
+_SHAPE_WORDS = {
+    'square': ('square', 'box'),
+    'circle': ('circle', 'disc'),
+    'triangle': ('triangle', ),
+    'cross': ('cross', 'plus sign'),
+    'diamond': ('diamond', 'rhombus')
+}
 
 
 def test_pairs_split_held_out_pairs():
@@ -68,19 +72,28 @@ def test_captions_name_colour_shape_and_count(split):
 
 def test_captions_vary_word_order_and_synonyms():
     rng = np.random.default_rng(0)
-    attrs = dict(colour='red', shape='square', size='large',
-                 texture='striped', count=1, position='top left',
-                 background='dark')
+    attrs = dict(
+        colour='red',
+        shape='square',
+        size='large',
+        texture='striped',
+        count=1,
+        position='top left',
+        background='dark')
     texts = {caption(attrs, rng) for _ in range(200)}
     assert len(texts) > 50
-    assert any(t.startswith('in the top left') or t.startswith('at the top')
-               for t in texts)  # fronted position
-    assert any('box' in t for t in texts) and any('square' in t
-                                                  for t in texts)
+    assert any(
+        t.startswith('in the top left') or t.startswith('at the top')
+        for t in texts)  # fronted position
+    assert any('box' in t for t in texts) and any('square' in t for t in texts)
     assert any('in red' in t for t in texts)  # colour after the noun
     for name in ('size', 'texture', 'position', 'background'):
-        words = {'size': ('large', 'big'), 'texture': ('striped', 'stripes'),
-                 'position': ('top left', ), 'background': ('dark', 'black')}
+        words = {
+            'size': ('large', 'big'),
+            'texture': ('striped', 'stripes'),
+            'position': ('top left', ),
+            'background': ('dark', 'black')
+        }
         for _ in range(20):
             text = caption(attrs, rng, force=name)
             assert any(w in text for w in words[name]), (name, text)
@@ -89,9 +102,14 @@ def test_captions_vary_word_order_and_synonyms():
 def test_render_draws_the_object_in_its_cell():
     rng = np.random.default_rng(0)
     for position, (col, row) in POSITIONS.items():
-        attrs = dict(colour='red', shape='square', size='small',
-                     texture='solid', count=1, position=position,
-                     background='dark')
+        attrs = dict(
+            colour='red',
+            shape='square',
+            size='small',
+            texture='solid',
+            count=1,
+            position=position,
+            background='dark')
         img = render_image(attrs, rng, size=48, noise=0.).astype(float)
         mask = img[..., 0] - img[..., 1] > 100  # red on a dark background
         ys, xs = np.nonzero(mask)
@@ -128,8 +146,7 @@ def test_vary_attributes_keeps_attributes_consistent():
     for a in counts:
         assert (a['position'] is None) == (a['count'] > 1)
     shapes = vary_attributes(dict(base, colour='red'), 'shape', 4, rng, pairs)
-    assert {a['shape'] for a in shapes} == {
-        s for c, s in pairs if c == 'red'}
+    assert {a['shape'] for a in shapes} == {s for c, s in pairs if c == 'red'}
 
 
 def test_zero_shot_prompts():

@@ -23,8 +23,8 @@ PIPELINE = [
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('demo'))
-    return generate_demo_dataset(root, num_classes=3, train_per_class=2,
-                                 val_per_class=1, seed=1)
+    return generate_demo_dataset(
+        root, num_classes=3, train_per_class=2, val_per_class=1, seed=1)
 
 
 @pytest.fixture(autouse=True)
@@ -82,14 +82,14 @@ def test_class_names_from_metainfo(demo, tmp_path):
     ds = build(demo, ann, metainfo=dict(classes=('a', 'b')))
     assert ds.num_classes == 2
     ann = write_ann(tmp_path, 'train_0000.mp4 2\n')
-    with pytest.raises(AnnotationError,
-                       match=r"0\.\.1 \(metainfo\['classes'\]\)"):
+    with pytest.raises(
+            AnnotationError, match=r"0\.\.1 \(metainfo\['classes'\]\)"):
         build(demo, ann, metainfo=dict(classes=('a', 'b')))
 
 
 def test_unknown_class_index_names_file_line_and_range(demo, tmp_path):
-    ann = write_ann(tmp_path,
-                    'train_0000.mp4 0\n\ntrain_0001.mp4 2\ntrain_0002.mp4 3\n')
+    ann = write_ann(
+        tmp_path, 'train_0000.mp4 0\n\ntrain_0001.mp4 2\ntrain_0002.mp4 3\n')
     with pytest.raises(AnnotationError) as info:
         build(demo, ann, classnames_file=demo['classnames_file'])
     msg = str(info.value)
@@ -101,9 +101,10 @@ def test_unknown_class_index_names_file_line_and_range(demo, tmp_path):
 
 def test_unknown_class_index_with_num_classes(demo, tmp_path):
     ann = write_ann(tmp_path, 'train_0000.mp4 5\n')
-    with pytest.raises(AnnotationError,
-                       match=r'line 1: unknown class index 5; valid class '
-                       r'indices are 0\.\.4 \(num_classes=5\)'):
+    with pytest.raises(
+            AnnotationError,
+            match=r'line 1: unknown class index 5; valid class '
+            r'indices are 0\.\.4 \(num_classes=5\)'):
         build(demo, ann, num_classes=5)
     # without num_classes or names only negative labels are rejected
     assert len(build(demo, ann)) == 1
@@ -138,12 +139,16 @@ def test_multi_class_labels_checked(demo, tmp_path):
 
 
 def test_num_classes_must_match_class_names(demo):
-    with pytest.raises(ValueError, match='num_classes=4 but the class-name '
-                       'file .*classnames.txt lists 3 classes'):
+    with pytest.raises(
+            ValueError,
+            match='num_classes=4 but the class-name '
+            'file .*classnames.txt lists 3 classes'):
         build(demo, classnames_file=demo['classnames_file'], num_classes=4)
     with pytest.raises(ValueError, match='not both'):
-        build(demo, classnames_file=demo['classnames_file'],
-              metainfo=dict(classes=('a', 'b', 'c')))
+        build(
+            demo,
+            classnames_file=demo['classnames_file'],
+            metainfo=dict(classes=('a', 'b', 'c')))
 
 
 @pytest.mark.parametrize('text, match', [
@@ -160,15 +165,16 @@ def test_bad_class_name_file(demo, tmp_path, text, match):
 
 def test_trailing_blank_lines_in_class_names_ignored(demo, tmp_path):
     names = write_ann(tmp_path, 'x\ny\nz\n\n', 'names.txt')
-    assert build(demo, classnames_file=names).metainfo['classes'] == (
-        'x', 'y', 'z')
+    assert build(
+        demo, classnames_file=names).metainfo['classes'] == ('x', 'y', 'z')
 
 
 def test_missing_files(demo, tmp_path):
     with pytest.raises(FileNotFoundError, match='class-name file .*nope.txt'):
         build(demo, classnames_file=str(tmp_path / 'nope.txt'))
-    with pytest.raises(FileNotFoundError,
-                       match='annotation file .*absent.txt does not exist'):
+    with pytest.raises(
+            FileNotFoundError,
+            match='annotation file .*absent.txt does not exist'):
         build(demo, str(tmp_path / 'absent.txt'))
 
 
@@ -187,9 +193,10 @@ def test_missing_video_names_ann_line_and_path(demo, tmp_path):
 
 def test_many_missing_videos_are_summarised(demo, tmp_path):
     ann = write_ann(tmp_path, ''.join(f'm{i}.mp4 0\n' for i in range(8)))
-    with pytest.raises(FileNotFoundError,
-                       match=r'8 video file\(s\).*line 5: .*m4\.mp4 '
-                       r'\(and 3 more\)'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'8 video file\(s\).*line 5: .*m4\.mp4 '
+            r'\(and 3 more\)'):
         build(demo, ann)
 
 

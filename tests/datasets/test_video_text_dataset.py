@@ -10,8 +10,10 @@ from mmstop.datasets import VideoTextRetrievalDataset
 from mmstop.registry import DATASETS, METRICS, MODELS, TRANSFORMS
 
 CAPTIONS = {
-    'a.mp4': ['a red square moves right', 'something red goes right',
-              'a square slides'],
+    'a.mp4': [
+        'a red square moves right', 'something red goes right',
+        'a square slides'
+    ],
     'b.mp4': ['a blue circle falls'],
     'sub/c.mp4': ['green dot jumps', 'a dot bounces up and down'],
 }
@@ -43,8 +45,7 @@ def data(tmp_path):
 def _pipeline(t=4, test_mode=False, context_length=16):
     cfgs = [
         dict(type='DecordInit'),
-        dict(type='SegmentSampleFrames', num_segments=t,
-             test_mode=test_mode),
+        dict(type='SegmentSampleFrames', num_segments=t, test_mode=test_mode),
         dict(type='DecordDecode'),
         dict(type='Resize', scale=(-1, 40)),
         dict(type='CenterCrop', crop_size=32),
@@ -57,10 +58,12 @@ def _pipeline(t=4, test_mode=False, context_length=16):
 
 def _dataset(data, pipeline=None, **kwargs):
     return DATASETS.build(
-        dict(type='VideoTextRetrievalDataset', ann_file=data['ann'],
-             data_prefix=dict(video=data['videos']),
-             pipeline=_pipeline() if pipeline is None else pipeline,
-             **kwargs))
+        dict(
+            type='VideoTextRetrievalDataset',
+            ann_file=data['ann'],
+            data_prefix=dict(video=data['videos']),
+            pipeline=_pipeline() if pipeline is None else pipeline,
+            **kwargs))
 
 
 def test_random_caption_mode_draws_all_captions(data):
@@ -120,7 +123,9 @@ def test_paragraph_mode(data):
     ann = data['root'] / 'para.json'
     ann.write_text(json.dumps(entries))
     ds = VideoTextRetrievalDataset(
-        str(ann), _pipeline(), data_prefix=dict(video=data['videos']),
+        str(ann),
+        _pipeline(),
+        data_prefix=dict(video=data['videos']),
         paragraph=True)
     assert ds.get_data_info(0)['text'] == ['One. Two. Three.']
 
@@ -131,14 +136,16 @@ def test_missing_video_names_file_and_path(data):
     ann = data['root'] / 'missing.json'
     ann.write_text(json.dumps(entries))
     with pytest.raises(FileNotFoundError) as err:
-        VideoTextRetrievalDataset(str(ann), [],
-                                  data_prefix=dict(video=data['videos']))
+        VideoTextRetrievalDataset(
+            str(ann), [], data_prefix=dict(video=data['videos']))
     msg = str(err.value)
     assert str(ann) in msg and 'gone.mp4' in msg and 'entry 3' in msg
     assert '1 of 4' in msg
     # check_videos=False defers the problem to loading time, still named
     ds = VideoTextRetrievalDataset(
-        str(ann), _pipeline(), data_prefix=dict(video=data['videos']),
+        str(ann),
+        _pipeline(),
+        data_prefix=dict(video=data['videos']),
         check_videos=False)
     from mmstop.datasets import VideoLoadError
     with pytest.raises(VideoLoadError, match='gone.mp4.*entry 3'):
@@ -166,8 +173,8 @@ def test_empty_caption_error_and_skip(data, monkeypatch):
     ann = data['root'] / 'empty.json'
     ann.write_text(json.dumps(entries))
     with pytest.raises(ValueError) as err:
-        VideoTextRetrievalDataset(str(ann), [],
-                                  data_prefix=dict(video=data['videos']))
+        VideoTextRetrievalDataset(
+            str(ann), [], data_prefix=dict(video=data['videos']))
     msg = str(err.value)
     assert str(ann) in msg and 'entry 0' in msg and "'a.mp4'" in msg
     assert 'caption 1 is empty' in msg
@@ -176,8 +183,10 @@ def test_empty_caption_error_and_skip(data, monkeypatch):
     monkeypatch.setattr(mod, 'print_log',
                         lambda msg, **kw: messages.append(msg))
     ds = VideoTextRetrievalDataset(
-        str(ann), [], data_prefix=dict(video=data['videos']),
-        empty_caption='skip', test_mode=True)
+        str(ann), [],
+        data_prefix=dict(video=data['videos']),
+        empty_caption='skip',
+        test_mode=True)
     assert len(ds) == 2
     assert [ds.get_data_info(i)['text'] for i in range(2)] == [['fine'],
                                                                ['ok']]
@@ -187,22 +196,24 @@ def test_empty_caption_error_and_skip(data, monkeypatch):
     # a video with an empty caption list
     ann.write_text(json.dumps([dict(filename='a.mp4', captions=[])]))
     with pytest.raises(ValueError, match='has no caption'):
-        VideoTextRetrievalDataset(str(ann), [],
-                                  data_prefix=dict(video=data['videos']))
+        VideoTextRetrievalDataset(
+            str(ann), [], data_prefix=dict(video=data['videos']))
 
 
 def test_over_long_caption_truncated_and_counted(data, monkeypatch):
     long = ' '.join(['word'] * 40)
     ann = data['root'] / 'long.json'
-    ann.write_text(json.dumps([dict(filename='a.mp4',
-                                    captions=[long, 'short one'])]))
+    ann.write_text(
+        json.dumps([dict(filename='a.mp4', captions=[long, 'short one'])]))
     messages = []
     import mmstop.datasets.transforms.text_tokenize as mod
     monkeypatch.setattr(mod, 'print_log',
                         lambda msg, **kw: messages.append(msg))
     ds = VideoTextRetrievalDataset(
-        str(ann), _pipeline(test_mode=True, context_length=8),
-        data_prefix=dict(video=data['videos']), test_mode=True)
+        str(ann),
+        _pipeline(test_mode=True, context_length=8),
+        data_prefix=dict(video=data['videos']),
+        test_mode=True)
     sample = ds[0]['data_samples']
     assert sample.text_ids.shape == (2, 8)
     assert sample.text_ids[0, -1] == 49407 and sample.text_truncated == 1
@@ -211,25 +222,29 @@ def test_over_long_caption_truncated_and_counted(data, monkeypatch):
 
 
 @pytest.mark.parametrize('content,match', [
-    ({'a': 1}, 'must be a list of strings'),
+    ({
+        'a': 1
+    }, 'must be a list of strings'),
     ([['a.mp4']], 'expected an object'),
     ([dict(captions=['x'])], '"filename" must be'),
     ([dict(filename='a.mp4', captions='one string')], 'list of strings'),
     ([dict(filename='a.mp4', captions=['ok', 3])], 'caption 1 must be'),
-    ([dict(filename='a.mp4', captions=['x']),
-      dict(filename='a.mp4', captions=['y'])], 'listed again'),
+    ([
+        dict(filename='a.mp4', captions=['x']),
+        dict(filename='a.mp4', captions=['y'])
+    ], 'listed again'),
     ([dict(filename='a.mp4', captions=['x'], text='y')], 'set by the dataset'),
-    ([dict(filename='a.mp4', captions=['x'], start_sec=3, end_sec=2)],
-     'must be < end_sec'),
+    ([dict(filename='a.mp4', captions=['x'], start_sec=3, end_sec=2)
+      ], 'must be < end_sec'),
     ('"just a string"', 'expected a JSON list'),
 ])
 def test_bad_annotation(data, content, match):
     ann = data['root'] / 'bad_ann.json'
-    ann.write_text(content if isinstance(content, str) else
-                   json.dumps(content))
+    ann.write_text(
+        content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(ValueError, match=match) as err:
-        VideoTextRetrievalDataset(str(ann), [],
-                                  data_prefix=dict(video=data['videos']))
+        VideoTextRetrievalDataset(
+            str(ann), [], data_prefix=dict(video=data['videos']))
     assert str(ann) in str(err.value)
 
 
@@ -239,11 +254,13 @@ def test_mmaction_dict_format_and_time_window(data):
     ds = VideoTextRetrievalDataset(
         str(ann), [], data_prefix=dict(video=data['videos']), test_mode=True)
     assert ds.get_data_info(0)['text'] == ['one', 'two']
-    ann.write_text(json.dumps([dict(filename='sub/c.mp4', captions=['x'],
-                                    end_sec=0.5)]))
+    ann.write_text(
+        json.dumps([dict(filename='sub/c.mp4', captions=['x'], end_sec=0.5)]))
     ds = VideoTextRetrievalDataset(
-        str(ann), _pipeline(t=3, test_mode=True),
-        data_prefix=dict(video=data['videos']), test_mode=True)
+        str(ann),
+        _pipeline(t=3, test_mode=True),
+        data_prefix=dict(video=data['videos']),
+        test_mode=True)
     info = ds.get_data_info(0)
     assert info['end_sec'] == 0.5
     # 12 frames at 8 fps, window ends at frame int(0.5 * 8) = 4: 5 frames,
@@ -261,8 +278,11 @@ def test_contract_through_preprocessor_and_metric(data):
     ds = _dataset(data, pipeline=_pipeline(test_mode=True), test_mode=True)
     batch = pseudo_collate([ds[i] for i in range(3)])
     pre = MODELS.build(
-        dict(type='ActionDataPreprocessor', mean=[122.771, 116.746, 104.093],
-             std=[68.500, 66.632, 70.323], format_shape='NCHW'))
+        dict(
+            type='ActionDataPreprocessor',
+            mean=[122.771, 116.746, 104.093],
+            std=[68.500, 66.632, 70.323],
+            format_shape='NCHW'))
     data_out = pre(batch, training=False)
     inputs, samples = data_out['inputs'], data_out['data_samples']
     assert inputs.shape == (3, 4, 3, 32, 32) and inputs.dtype == torch.float32
@@ -274,8 +294,9 @@ def test_contract_through_preprocessor_and_metric(data):
     # = one-hot of its video plus a caption-specific perturbation
     for i, s in enumerate(samples):
         s.set_field(torch.eye(4)[i], 'video_feature')
-        s.set_field(torch.eye(4)[i].repeat(counts[i], 1) +
-                    0.1 * torch.rand(counts[i], 4), 'text_feature')
+        s.set_field(
+            torch.eye(4)[i].repeat(counts[i], 1) +
+            0.1 * torch.rand(counts[i], 4), 'text_feature')
     metric = METRICS.build(dict(type='VideoTextRetrievalMetric'))
     metric.process(batch, [s.to_dict() for s in samples])
     # the metric rebuilds the dataset's caption -> video mapping

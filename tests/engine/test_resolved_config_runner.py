@@ -44,8 +44,10 @@ def test_head_and_mixup_class_counts_must_agree(tmp_path):
 
 def test_dataset_class_count_must_agree(tmp_path):
     cfg = ssp_demo(tmp_path, **{'val_dataloader.dataset.num_classes': 5})
-    with pytest.raises(ValueError, match=r'val_dataloader\.dataset\.'
-                       'num_classes=5 but num_classes=4'):
+    with pytest.raises(
+            ValueError,
+            match=r'val_dataloader\.dataset\.'
+            'num_classes=5 but num_classes=4'):
         ResolvedConfigRunner.from_cfg(cfg)
 
 
@@ -59,8 +61,10 @@ def test_class_name_files_must_agree(tmp_path):
         'test_dataloader.dataset.classnames_file': str(three),
         'work_dir': str(tmp_path / 'work')
     })
-    with pytest.raises(ValueError, match='test_dataloader.dataset.classnames_'
-                       'file=3 but model.cls_head.class_names=4'):
+    with pytest.raises(
+            ValueError,
+            match='test_dataloader.dataset.classnames_'
+            'file=3 but model.cls_head.class_names=4'):
         ResolvedConfigRunner.from_cfg(cfg)
 
 
@@ -69,6 +73,8 @@ def test_a_child_file_that_only_sets_num_classes_is_refused(tmp_path):
     child.write_text(f"_base_ = [{SSP_DEMO!r}]\nnum_classes = 6\n")
     cfg = Config.fromfile(str(child))
     cfg.work_dir = str(tmp_path / 'work')
-    with pytest.raises(ValueError, match='num_classes=6 but model.cls_head.'
-                       'num_classes=4.*must re-assign'):
+    with pytest.raises(
+            ValueError,
+            match='num_classes=6 but model.cls_head.'
+            'num_classes=4.*must re-assign'):
         ResolvedConfigRunner.from_cfg(cfg)

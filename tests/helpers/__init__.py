@@ -21,13 +21,25 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REL_TOL = 2e-5
 # STOP, float32: atol per tensor with rtol=0 (docs/parity.md#stop-tolerances)
 STOP_TOL32 = {
-    'prompted_pixels': 1e-5, 'prompted_pixels_v0': 1e-5,
-    'prompted_pixels_s4': 1e-5, 'prompted_pixels_s8': 1e-5,
-    'mask_pooled': 2e-6, 'h0': 1e-4, 'inter_attn': 5e-5, 'w_raw': 2e-7,
-    'w': 1e-5, 'inter_prompt': 5e-5, 'TP': 2e-5, 'VP': 2e-5,
-    'vis_global_layers': 1e-4, 'vis_cls_layers': 1e-4,
-    'txt_eot_layers': 1e-4, 'video_feature': 5e-5, 'text_feature': 5e-5,
-    'sim': 1e-4, 'logit_scale_exp': 1e-5
+    'prompted_pixels': 1e-5,
+    'prompted_pixels_v0': 1e-5,
+    'prompted_pixels_s4': 1e-5,
+    'prompted_pixels_s8': 1e-5,
+    'mask_pooled': 2e-6,
+    'h0': 1e-4,
+    'inter_attn': 5e-5,
+    'w_raw': 2e-7,
+    'w': 1e-5,
+    'inter_prompt': 5e-5,
+    'TP': 2e-5,
+    'VP': 2e-5,
+    'vis_global_layers': 1e-4,
+    'vis_cls_layers': 1e-4,
+    'txt_eot_layers': 1e-4,
+    'video_feature': 5e-5,
+    'text_feature': 5e-5,
+    'sim': 1e-4,
+    'logit_scale_exp': 1e-5
 }
 # STOP, float64: atol for every tensor
 STOP_TOL64 = 1e-10
@@ -41,8 +53,7 @@ def assert_rel_close(actual, expected, what='', rel=REL_TOL):
         float: The relative error ``|actual - expected|.max() /
         |expected|.max()``.
     """
-    assert actual.shape == expected.shape, (what, actual.shape,
-                                            expected.shape)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
     err = (actual.double() - expected.double()).abs().max().item()
     scale = max(expected.double().abs().max().item(), 1e-30)
     assert err <= rel * scale, f'{what}: {err:.3e} > {rel} * {scale:.3e}'
@@ -93,11 +104,12 @@ def tiny_stop_similarity(intra_prompt=None, inter_prompt=None, **kwargs):
     """A tiny ``STOPSimilarity`` (retrieval), seed 0; ``kwargs`` go to the
     model config."""
     return build_model(
-        dict(type='STOPSimilarity',
-             backbone=tiny_stop_backbone(intra_prompt, inter_prompt),
-             data_preprocessor=dict(type='ActionDataPreprocessor',
-                                    format_shape='NCHW'),
-             **kwargs))
+        dict(
+            type='STOPSimilarity',
+            backbone=tiny_stop_backbone(intra_prompt, inter_prompt),
+            data_preprocessor=dict(
+                type='ActionDataPreprocessor', format_shape='NCHW'),
+            **kwargs))
 
 
 # --------------------------------------------------------------------------
@@ -131,18 +143,30 @@ def build_small_dataset(cfg, loader, ann_file, video_dir):
 # --------------------------------------------------------------------------
 # VideoMamba + SSP
 # --------------------------------------------------------------------------
-def ssp_recognizer(arch, img_size, num_frames, num_classes, ssp=None,
+def ssp_recognizer(arch,
+                   img_size,
+                   num_frames,
+                   num_classes,
+                   ssp=None,
                    **backbone_kwargs):
     """An MMAction2 ``Recognizer3D``: ``VideoMamba`` (+ SSP) and a
     ``TimeSformerHead``, the layout of the official SSP model (random
     weights; the global RNG is not reseeded)."""
-    embed_dims = (arch['embed_dims'] if isinstance(arch, dict) else
-                  dict(tiny=192, small=384, middle=576)[arch])
+    embed_dims = (
+        arch['embed_dims'] if isinstance(arch, dict) else dict(
+            tiny=192, small=384, middle=576)[arch])
     return build_model(
-        dict(type='Recognizer3D',
-             backbone=dict(type='VideoMamba', arch=arch, img_size=img_size,
-                           num_frames=num_frames, ssp=ssp,
-                           **backbone_kwargs),
-             cls_head=dict(type='TimeSformerHead', num_classes=num_classes,
-                           in_channels=embed_dims)),
+        dict(
+            type='Recognizer3D',
+            backbone=dict(
+                type='VideoMamba',
+                arch=arch,
+                img_size=img_size,
+                num_frames=num_frames,
+                ssp=ssp,
+                **backbone_kwargs),
+            cls_head=dict(
+                type='TimeSformerHead',
+                num_classes=num_classes,
+                in_channels=embed_dims)),
         seed=None)

@@ -28,8 +28,10 @@ def clips(model, n):
 
 
 def labelled(n):
-    return [ActionDataSample().set_gt_label(torch.tensor(i % len(CLASSES)))
-            for i in range(n)]
+    return [
+        ActionDataSample().set_gt_label(torch.tensor(i % len(CLASSES)))
+        for i in range(n)
+    ]
 
 
 def check_step(model, inputs, samples, dtype, device='cpu'):

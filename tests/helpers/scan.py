@@ -5,7 +5,12 @@ import torch
 from mmstop.models.ops import selective_scan
 
 
-def make_inputs(batch, channels, length, state, groups=None, seed=0,
+def make_inputs(batch,
+                channels,
+                length,
+                state,
+                groups=None,
+                seed=0,
                 dtype=torch.float32):
     """Mamba-like scan inputs (A = -exp(~log(1..S))), all options present."""
     g = torch.Generator().manual_seed(seed)
@@ -16,8 +21,7 @@ def make_inputs(batch, channels, length, state, groups=None, seed=0,
     bc_shape = ((batch, state, length) if groups is None else
                 (batch, groups, state, length))
     a_log = torch.log(torch.arange(1, state + 1, dtype=torch.float64))
-    A = -torch.exp(a_log.expand(channels, state) +
-                   0.1 * rnd(channels, state))
+    A = -torch.exp(a_log.expand(channels, state) + 0.1 * rnd(channels, state))
     inputs = dict(
         u=rnd(batch, channels, length),
         delta=rnd(batch, channels, length) * 0.5 - 1,
@@ -41,8 +45,14 @@ def scan(impl, inputs, **kwargs):
     """:func:`selective_scan` on a dict of inputs."""
     x = dict(inputs)
     return selective_scan(
-        x.pop('u'), x.pop('delta'), x.pop('A'), x.pop('B'), x.pop('C'),
-        impl=impl, **x, **kwargs)
+        x.pop('u'),
+        x.pop('delta'),
+        x.pop('A'),
+        x.pop('B'),
+        x.pop('C'),
+        impl=impl,
+        **x,
+        **kwargs)
 
 
 def forward_backward(fn, inputs, g_out, g_last=None, **kwargs):
@@ -52,8 +62,10 @@ def forward_backward(fn, inputs, g_out, g_last=None, **kwargs):
     Returns:
         tuple: ``out``, ``last_state`` (or None), dict of gradients.
     """
-    leaves = {k: v.detach().clone().requires_grad_(True)
-              for k, v in inputs.items()}
+    leaves = {
+        k: v.detach().clone().requires_grad_(True)
+        for k, v in inputs.items()
+    }
     res = fn(**leaves, return_last_state=g_last is not None, **kwargs)
     out, last = res if g_last is not None else (res, None)
     loss = (out * g_out).sum()

@@ -65,18 +65,23 @@ def test_stop_official_cuda_matches_cpu():
     outs = []
     for device in ('cpu', 'cuda'):
         with torch.no_grad():
-            out = model.to(device)(frames.transpose(1, 2).to(device),
-                                   token_ids.to(device),
-                                   return_intermediates=True)[2]
+            out = model.to(device)(
+                frames.transpose(1, 2).to(device),
+                token_ids.to(device),
+                return_intermediates=True)[2]
         outs.append({k: v.cpu() for k, v in out.items()})
     cpu, cuda = outs
     assert torch.equal(cpu['mask'], cuda['mask'])
     compared = 0
     for key, tol in STOP_TOL32.items():
         if key in cpu and not key.startswith('prompted_pixels'):
-            torch.testing.assert_close(cuda[key], cpu[key], rtol=0,
-                                       atol=tol, msg=lambda m, k=key: f'{k}: '
-                                       f'{m}')
+            torch.testing.assert_close(
+                cuda[key],
+                cpu[key],
+                rtol=0,
+                atol=tol,
+                msg=lambda m, k=key: f'{k}: '
+                f'{m}')
             compared += 1
     assert compared >= 10
     assert cpu['video_feature'].std() > 0
@@ -86,25 +91,25 @@ def test_ssp_official_cuda_matches_cpu():
     torch.manual_seed(0)
     model = perturb(ssp_recognizer('middle', 64, 4, 10, ssp=dict()))
     model.eval()
-    video = torch.randn(2, 3, 4, 64, 64,
-                        generator=torch.Generator().manual_seed(1))
+    video = torch.randn(
+        2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(1))
     outs = []
     for device in ('cpu', 'cuda'):  # scan: 'fast' on CPU, 'auto' on CUDA
         model.to(device)
         with torch.no_grad():
-            feats, _ = model.extract_feat(video[:, None].to(device),
-                                          test_mode=True)
+            feats, _ = model.extract_feat(
+                video[:, None].to(device), test_mode=True)
             outs.append((feats.cpu(), model.cls_head(feats).cpu()))
-    for (name, cpu), cuda in zip((('features', outs[0][0]),
-                                  ('logits', outs[0][1])), outs[1]):
+    pairs = (('features', outs[0][0]), ('logits', outs[0][1]))
+    for (name, cpu), cuda in zip(pairs, outs[1]):
         assert_rel_close(cuda, cpu, rel=REL_TOL, what=name)
 
 
 SCAN_SIZES = [(2, 64, 100, 16), (2, 1152, 1593, 16)]
 
 
-@pytest.mark.parametrize('size', SCAN_SIZES, ids=lambda s: 'x'.join(map(
-    str, s)))
+@pytest.mark.parametrize(
+    'size', SCAN_SIZES, ids=lambda s: 'x'.join(map(str, s)))
 def test_scan_implementations_agree(size):
     from mmstop.models.ops.selective_scan import _mamba_ssm_scan_fn
     impls = ['triton'] + (['mamba_ssm'] if _mamba_ssm_scan_fn() else [])
@@ -114,17 +119,20 @@ def test_scan_implementations_agree(size):
 
     def run(impl, dtype):
         return forward_backward(
-            lambda **kw: selective_scan(**kw, impl=impl),
-            {k: v.to('cuda', dtype) for k, v in inputs.items()},
-            g_out.to('cuda', dtype), delta_softplus=True)
+            lambda **kw: selective_scan(**kw, impl=impl), {
+                k: v.to('cuda', dtype)
+                for k, v in inputs.items()
+            },
+            g_out.to('cuda', dtype),
+            delta_softplus=True)
 
     ref_out, _, ref_grads = run('reference', torch.float64)
     for impl in impls:
         out, _, grads = run(impl, torch.float32)
         assert_rel_close(out, ref_out, rel=2e-5, what=f'{impl} out')
         for name, ref in ref_grads.items():
-            assert_rel_close(grads[name], ref, rel=2e-5,
-                             what=f'{impl} d{name}')
+            assert_rel_close(
+                grads[name], ref, rel=2e-5, what=f'{impl} d{name}')
 
 
 @pytest.mark.parametrize('config, dtype, mode', [
@@ -134,7 +142,8 @@ def test_scan_implementations_agree(size):
     ('ssp_videomamba_demo.py', torch.bfloat16, None),
 ])
 def test_amp_training_step(config, dtype, mode):
-    prompts = dict(intra_prompt=dict(mode='paper'),
-                   inter_prompt=dict(mode='paper')) if mode == 'paper' else {}
+    prompts = dict(
+        intra_prompt=dict(mode='paper'), inter_prompt=dict(
+            mode='paper')) if mode == 'paper' else {}
     model = build(config, **prompts)
     check_step(model, clips(model, 2), labelled(2), dtype, device='cuda')

@@ -30,24 +30,22 @@ def imports(path):
 
 
 def model_modules():
-    return sorted(glob(osp.join(PACKAGE, 'models', '**', '*.py'),
-                       recursive=True))
+    return sorted(
+        glob(osp.join(PACKAGE, 'models', '**', '*.py'), recursive=True))
 
 
 def test_models_do_not_import_datasets():
     offenders = [(osp.relpath(path, PACKAGE), module)
-                 for path in model_modules()
-                 for module, _ in imports(path)
+                 for path in model_modules() for module, _ in imports(path)
                  if module.startswith('mmstop.datasets')]
     assert not offenders
 
 
 def test_models_import_no_private_names_of_other_modules():
     offenders = [(osp.relpath(path, PACKAGE), module, name)
-                 for path in model_modules()
-                 for module, names in imports(path)
-                 if module.startswith('mmstop.')
-                 for name in names if name.startswith('_')]
+                 for path in model_modules() for module, names in imports(path)
+                 if module.startswith('mmstop.') for name in names
+                 if name.startswith('_')]
     assert not offenders
 
 
@@ -63,12 +61,15 @@ def test_no_import_cycles_between_modules():
     a module that imports it back; package ``__init__`` files, which only
     re-export, are left out. ``videomamba.py`` and its checkpoint module
     used to import each other."""
+
     def name(path):
         return '.'.join(
             osp.relpath(path, osp.dirname(PACKAGE))[:-3].split(osp.sep))
 
-    paths = [p for p in glob(osp.join(PACKAGE, '**', '*.py'), recursive=True)
-             if not p.endswith('__init__.py')]
+    paths = [
+        p for p in glob(osp.join(PACKAGE, '**', '*.py'), recursive=True)
+        if not p.endswith('__init__.py')
+    ]
     modules = {name(p) for p in paths}
     graph = {
         name(p): {

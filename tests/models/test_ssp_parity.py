@@ -55,10 +55,12 @@ def run_with_intermediates(recognizer, video):
             hooks.append(bb.ssp.prompt_attentions[0].register_forward_pre_hook(
                 lambda m, a: rec['query'].append(a[0])))
     for layer in bb.layers:
-        hooks.append(layer.register_forward_pre_hook(
-            lambda m, a: rec['block_in'].append(a[0])))
-        hooks.append(layer.register_forward_hook(
-            lambda m, a, o: rec['block_out'].append(o)))
+        hooks.append(
+            layer.register_forward_pre_hook(
+                lambda m, a: rec['block_in'].append(a[0])))
+        hooks.append(
+            layer.register_forward_hook(
+                lambda m, a, o: rec['block_out'].append(o)))
     try:
         embed = bb.forward_embed(video)
         # Recognizer3D input layout [N, num_crops, C, T, H, W]
@@ -75,19 +77,24 @@ def run_with_intermediates(recognizer, video):
         return x.pow(2).mean(-1).sqrt()
 
     out = {
-        'embed': embed, 'features': feats, 'logits': logits,
-        'l0_input': rec['block_in'][0], 'l0_hidden': hid[0],
-        'last_hidden': hid[-1], 'last_residual': res[-1],
+        'embed': embed,
+        'features': feats,
+        'logits': logits,
+        'l0_input': rec['block_in'][0],
+        'l0_hidden': hid[0],
+        'last_hidden': hid[-1],
+        'last_residual': res[-1],
         'block_hidden_rms': torch.stack([rms(x) for x in hid]),
         'block_residual_rms': torch.stack([rms(x) for x in res]),
         'residual_cls_all': torch.stack([x[:, 0] for x in res]),
     }
     if len(hid) > 1:
-        out.update(l1_input=rec['block_in'][1], l1_hidden=hid[1],
-                   l1_residual=res[1])
+        out.update(
+            l1_input=rec['block_in'][1], l1_hidden=hid[1], l1_residual=res[1])
     if bb.ssp is not None:
         out.update(
-            l0_feature_maps=rec['ifg'][0][0], l0_inter=rec['ifg'][0][1],
+            l0_feature_maps=rec['ifg'][0][0],
+            l0_inter=rec['ifg'][0][1],
             inter_all=torch.stack([o[1] for o in rec['ifg']]))
         if len(hid) > 1:
             out.update(
@@ -138,8 +145,9 @@ def _ref_direction(p, pre, s, x, z):
     h = x.new_zeros(b, e, n_state)
     ys = []
     for t in range(length):
-        h = (torch.exp(delta[:, t, :, None] * a) * h +
-             (delta[:, t] * xc[:, t])[:, :, None] * b_mat[:, t, None, :])
+        h = (
+            torch.exp(delta[:, t, :, None] * a) * h +
+            (delta[:, t] * xc[:, t])[:, :, None] * b_mat[:, t, None, :])
         ys.append((h * c_mat[:, t, None, :]).sum(-1))
     y = torch.stack(ys, 1) + xc * p[pre + ('D' if s == '' else 'D_b')]
     return y * _silu(z)
@@ -172,8 +180,14 @@ def _ref_attention(p, pre, x, heads):
     return o @ p[pre + 'out_proj.weight'].T + p[pre + 'out_proj.bias']
 
 
-def reference_forward(sd, video, grid, num_prompts=3, tubelet=1, heads=8,
-                      kernel=(1, 1, 1), entropy_max='batch'):
+def reference_forward(sd,
+                      video,
+                      grid,
+                      num_prompts=3,
+                      tubelet=1,
+                      heads=8,
+                      kernel=(1, 1, 1),
+                      entropy_max='batch'):
     """Official VideoMamba (+ SSP if ``num_prompts`` and SSP keys) forward
     in float64 from an official-named state dict; returns logits, features
     and the entropy weights."""
@@ -182,8 +196,11 @@ def reference_forward(sd, video, grid, num_prompts=3, tubelet=1, heads=8,
     n_prompts = num_prompts if ssp else 0
     depth = 1 + max(int(k.split('.')[1]) for k in p if k.startswith('layers.'))
     proj_w = p['patch_embed.proj.weight']
-    x = F.conv3d(video.double(), proj_w, p['patch_embed.proj.bias'],
-                 stride=(tubelet, ) + tuple(proj_w.shape[-2:]))
+    x = F.conv3d(
+        video.double(),
+        proj_w,
+        p['patch_embed.proj.bias'],
+        stride=(tubelet, ) + tuple(proj_w.shape[-2:]))
     b, c, t_len, gh, gw = x.shape
     assert (gh, gw) == tuple(grid)
     n = gh * gw
@@ -198,28 +215,32 @@ def reference_forward(sd, video, grid, num_prompts=3, tubelet=1, heads=8,
         for row in range(gh):
             for col in range(gw):
                 i = row * gw + col
-                seq[:, base(t) + i] = (x[:, :, t, row, col] +
-                                       p['pos_embed'][0, 1 + i] +
-                                       p['temporal_pos_embedding'][0, t])
+                seq[:, base(t) + i] = (
+                    x[:, :, t, row, col] + p['pos_embed'][0, 1 + i] +
+                    p['temporal_pos_embedding'][0, t])
     weights_all = []
 
     def ssp_update(hidden, layer):
         hidden = hidden.clone()
         patches = torch.stack(
             [hidden[:, base(t):base(t) + n] for t in range(t_len)], 1)
-        a = (patches @ p['inner_prompt.fc1.weight'].T +
-             p['inner_prompt.fc1.bias'])
+        a = (
+            patches @ p['inner_prompt.fc1.weight'].T +
+            p['inner_prompt.fc1.bias'])
         ca = a.shape[-1]
         g = F.conv3d(
             a.reshape(b, t_len, gh, gw, ca).permute(0, 4, 1, 2, 3),
-            p['inner_prompt.conv.weight'], p['inner_prompt.conv.bias'],
-            padding=tuple(k // 2 for k in kernel), groups=ca)
+            p['inner_prompt.conv.weight'],
+            p['inner_prompt.conv.bias'],
+            padding=tuple(k // 2 for k in kernel),
+            groups=ca)
         g = g.permute(0, 2, 3, 4, 1).reshape(b, t_len, n, ca)
         fmap = g @ p['inner_prompt.fc2.weight'].T + p['inner_prompt.fc2.bias']
         conv_w = p['inner_prompt.inter.convs.weight'].reshape(ca, n)
         summary = (g * conv_w.T).sum(2) + p['inner_prompt.inter.convs.bias']
-        inter = (summary @ p['inner_prompt.inter.heads.weight'].T +
-                 p['inner_prompt.inter.heads.bias'])
+        inter = (
+            summary @ p['inner_prompt.inter.heads.weight'].T +
+            p['inner_prompt.inter.heads.bias'])
         if layer > 0:
             prob = torch.softmax(fmap, -1)
             ent = -(prob * torch.log(prob + 1e-10)).sum(-1)  # [B, T, N]
@@ -233,11 +254,13 @@ def reference_forward(sd, video, grid, num_prompts=3, tubelet=1, heads=8,
                 1 + p[f'dynamic_scales.{layer - 1}'] * w[..., None])
             for i in range(n_prompts):
                 pre = f'prompt_attentions.{i}.'
-                down = (q @ p[pre + 'down_proj.weight'].T +
-                        p[pre + 'down_proj.bias'])
+                down = (
+                    q @ p[pre + 'down_proj.weight'].T +
+                    p[pre + 'down_proj.bias'])
                 att = _ref_attention(p, pre + 'attention.', down, heads)
-                up = (att @ p[pre + 'up_proj.weight'].T +
-                      p[pre + 'up_proj.bias'])
+                up = (
+                    att @ p[pre + 'up_proj.weight'].T +
+                    p[pre + 'up_proj.bias'])
                 slot = up * p[pre + 'scale'] * inter
                 for t in range(t_len):
                     hidden[:, base(t) + n + i] = slot[:, t]
@@ -254,9 +277,10 @@ def reference_forward(sd, video, grid, num_prompts=3, tubelet=1, heads=8,
         hidden = reference_mixer(p, f'layers.{layer}.mixer.', normed)[0]
     features = _rms_norm(residual + hidden, p['norm_f.weight'])[:, 0]
     logits = features @ p['head.weight'].T + p['head.bias']
-    return dict(logits=logits, features=features,
-                entropy_weights=(torch.stack(weights_all)
-                                 if weights_all else None))
+    return dict(
+        logits=logits,
+        features=features,
+        entropy_weights=(torch.stack(weights_all) if weights_all else None))
 
 
 # --------------------------------------------------------------------------
@@ -268,8 +292,8 @@ _GOLDEN_CACHE = {}
 def load_golden(ssp_parity_dir, ssp_weights, name):
     """Golden dict, official state dict (digest-checked) and the video."""
     if name not in _GOLDEN_CACHE:
-        g = torch.load(osp.join(ssp_parity_dir, f'golden_{name}.pt'),
-                       weights_only=True)
+        g = torch.load(
+            osp.join(ssp_parity_dir, f'golden_{name}.pt'), weights_only=True)
         c = g['config']
         sd = ssp_weights.official_state_dict(c['arch'], c['num_frames'],
                                              c['num_classes'], c['ours_num'],
@@ -281,26 +305,33 @@ def load_golden(ssp_parity_dir, ssp_weights, name):
 
 
 def test_mixer_layer0_matches_golden(ssp_parity_dir, ssp_weights, device):
-    g = torch.load(osp.join(ssp_parity_dir, 'golden_mixer_tiny_layer0.pt'),
-                   weights_only=True)
-    sd = {k: ssp_weights.make_tensor(k, s)
-          for k, s in ssp_weights.mixer_keys('tiny', 0)}
+    g = torch.load(
+        osp.join(ssp_parity_dir, 'golden_mixer_tiny_layer0.pt'),
+        weights_only=True)
+    sd = {
+        k: ssp_weights.make_tensor(k, s)
+        for k, s in ssp_weights.mixer_keys('tiny', 0)
+    }
     assert ssp_weights.state_dict_digest(sd) == g['config']['weights_digest']
     mixer = BiMambaMixer(192, scan_impl='auto')
-    mixer.load_state_dict({k[len('layers.0.mixer.'):]: v
-                           for k, v in sd.items()}, strict=True)
+    mixer.load_state_dict(
+        {
+            k[len('layers.0.mixer.'):]: v
+            for k, v in sd.items()
+        }, strict=True)
     mixer.to(device)
     with torch.no_grad():
-        y_f, y_b = (y.cpu() for y in mixer.forward_directions(
-            g['u'].to(device)))
+        y_f, y_b = (
+            y.cpu() for y in mixer.forward_directions(g['u'].to(device)))
         out = mixer(g['u'].to(device)).cpu()
     assert_rel_close(y_f, g['y_forward'], 'y_forward')
     assert_rel_close(y_b, g['y_backward'], 'y_backward')
     assert_rel_close(out, g['out'], 'out')
     # the reference mixer of this file agrees too (it is used below)
-    ref, ref_f, ref_b = reference_mixer(
-        {k: v.double() for k, v in sd.items()}, 'layers.0.mixer.',
-        g['u'].double())
+    ref, ref_f, ref_b = reference_mixer({
+        k: v.double()
+        for k, v in sd.items()
+    }, 'layers.0.mixer.', g['u'].double())
     assert_rel_close(ref_f.transpose(1, 2), g['y_forward'], 'ref y_forward')
     assert_rel_close(ref_b.transpose(1, 2), g['y_backward'], 'ref y_backward')
     assert_rel_close(ref, g['out'], 'ref out')
@@ -310,17 +341,23 @@ def test_mixer_layer0_matches_golden(ssp_parity_dir, ssp_weights, device):
 def test_model_matches_golden(ssp_parity_dir, ssp_weights, name, device):
     g, sd, video = load_golden(ssp_parity_dir, ssp_weights, name)
     c = g['config']
-    model = ssp_recognizer(c['arch'], c['img_size'], c['num_frames'],
-                           c['num_classes'],
-                           ssp=dict(num_prompts=c['ours_num'],
-                                    hidden_dims=c['ours_inner_dim'],
-                                    attn_dims=c['ours_attn_dim']))
+    model = ssp_recognizer(
+        c['arch'],
+        c['img_size'],
+        c['num_frames'],
+        c['num_classes'],
+        ssp=dict(
+            num_prompts=c['ours_num'],
+            hidden_dims=c['ours_inner_dim'],
+            attn_dims=c['ours_attn_dim']))
     model.load_state_dict(convert_official_ssp(sd), strict=True)
     model.to(device).eval()
     video = video.to(device)
     with torch.no_grad():
-        out = {k: v.cpu() for k, v in run_with_intermediates(
-            model, video).items()}
+        out = {
+            k: v.cpu()
+            for k, v in run_with_intermediates(model, video).items()
+        }
     saved = [k for k in g if k not in ('config', 'video_u8', 'logits_single')]
     assert set(saved) <= set(out), set(saved) - set(out)
     errors = {k: assert_rel_close(out[k], g[k], k) for k in saved}
@@ -329,8 +366,9 @@ def test_model_matches_golden(ssp_parity_dir, ssp_weights, name, device):
         # The entropy max is batch-wide: alone, each video gives other logits.
         with torch.no_grad():
             single = torch.cat([
-                model.cls_head(model.extract_feat(
-                    video[i:i + 1, None], test_mode=True)[0])
+                model.cls_head(
+                    model.extract_feat(video[i:i + 1, None],
+                                       test_mode=True)[0])
                 for i in range(video.shape[0])
             ]).cpu()
         assert_rel_close(single, g['logits_single'], 'logits_single')
@@ -341,8 +379,8 @@ def test_reference_matches_golden(ssp_parity_dir, ssp_weights):
     """The float64 re-derivation reproduces the official model (a)."""
     g, sd, video = load_golden(ssp_parity_dir, ssp_weights, GOLDEN[0])
     grid = (g['config']['img_size'] // 16, ) * 2
-    ref = reference_forward(sd, video, grid,
-                            num_prompts=g['config']['ours_num'])
+    ref = reference_forward(
+        sd, video, grid, num_prompts=g['config']['ours_num'])
     for k in ('logits', 'features', 'entropy_weights'):
         assert_rel_close(ref[k], g[k], k)
     single = torch.cat([
@@ -364,29 +402,58 @@ def _official_name(key):
 
 OTHER_CONFIGS = {
     # real tiny width/depth; non-square grid, 3 frames, batch 3
-    'tiny_grid2x3_T3_B3': dict(
-        arch='tiny', img_size=(32, 48), num_frames=3, batch=3, classes=4,
+    'tiny_grid2x3_T3_B3':
+    dict(
+        arch='tiny',
+        img_size=(32, 48),
+        num_frames=3,
+        batch=3,
+        classes=4,
         ssp=dict(num_prompts=3)),
     # custom arch, patch 8, 5 frames, 1 prompt, other adapter widths
-    'custom_p8_T5_B2_P1': dict(
-        arch=dict(embed_dims=48, depth=3), img_size=24, patch_size=8,
-        num_frames=5, batch=2, classes=3,
+    'custom_p8_T5_B2_P1':
+    dict(
+        arch=dict(embed_dims=48, depth=3),
+        img_size=24,
+        patch_size=8,
+        num_frames=5,
+        batch=2,
+        classes=3,
         ssp=dict(num_prompts=1, hidden_dims=20, attn_dims=16, num_heads=4)),
     # batch of 1, 2 frames, 4 prompts
-    'custom_T2_B1_P4': dict(
-        arch=dict(embed_dims=32, depth=4), img_size=32, num_frames=2,
-        batch=1, classes=2,
+    'custom_T2_B1_P4':
+    dict(
+        arch=dict(embed_dims=32, depth=4),
+        img_size=32,
+        num_frames=2,
+        batch=1,
+        classes=2,
         ssp=dict(num_prompts=4, hidden_dims=16, attn_dims=8, num_heads=2)),
     # non-official options: 3x3x3 local conv, per-video entropy max
-    'custom_k333_video_max': dict(
-        arch=dict(embed_dims=32, depth=3), img_size=48, num_frames=3,
-        batch=2, classes=3,
-        ssp=dict(num_prompts=2, hidden_dims=16, attn_dims=16, num_heads=2,
-                 kernel_size=(3, 3, 3), entropy_max='video')),
+    'custom_k333_video_max':
+    dict(
+        arch=dict(embed_dims=32, depth=3),
+        img_size=48,
+        num_frames=3,
+        batch=2,
+        classes=3,
+        ssp=dict(
+            num_prompts=2,
+            hidden_dims=16,
+            attn_dims=16,
+            num_heads=2,
+            kernel_size=(3, 3, 3),
+            entropy_max='video')),
     # plain VideoMamba, tubelet 2
-    'plain_tubelet2': dict(
-        arch=dict(embed_dims=40, depth=3), img_size=32, num_frames=4,
-        tubelet_size=2, batch=2, classes=3, ssp=None),
+    'plain_tubelet2':
+    dict(
+        arch=dict(embed_dims=40, depth=3),
+        img_size=32,
+        num_frames=4,
+        tubelet_size=2,
+        batch=2,
+        classes=3,
+        ssp=None),
 }
 
 
@@ -395,8 +462,13 @@ def test_model_matches_reference(ssp_weights, name):
     cfg = dict(OTHER_CONFIGS[name])
     batch, classes = cfg.pop('batch'), cfg.pop('classes')
     ssp = cfg.pop('ssp')
-    model = ssp_recognizer(cfg.pop('arch'), cfg.pop('img_size'),
-                           cfg.pop('num_frames'), classes, ssp=ssp, **cfg)
+    model = ssp_recognizer(
+        cfg.pop('arch'),
+        cfg.pop('img_size'),
+        cfg.pop('num_frames'),
+        classes,
+        ssp=ssp,
+        **cfg)
     bb = model.backbone
     # Weights of the kinds of weights.py, keyed by the official names.
     official = {
@@ -407,14 +479,17 @@ def test_model_matches_reference(ssp_weights, name):
     model.eval()
     h, w = bb.img_size
     video = ssp_weights.video_from_u8(
-        ssp_weights.make_video_u8(f'mmstop-ssp|{name}', batch,
-                                  bb.num_frames, max(h, w)))[..., :h, :w]
+        ssp_weights.make_video_u8(f'mmstop-ssp|{name}', batch, bb.num_frames,
+                                  max(h, w)))[..., :h, :w]
     with torch.no_grad():
         out = run_with_intermediates(model, video)
     ssp = ssp or {}
     ref = reference_forward(
-        official, video, bb.grid_size,
-        num_prompts=ssp.get('num_prompts', 3), tubelet=bb.tubelet_size,
+        official,
+        video,
+        bb.grid_size,
+        num_prompts=ssp.get('num_prompts', 3),
+        tubelet=bb.tubelet_size,
         heads=ssp.get('num_heads', 8),
         kernel=ssp.get('kernel_size', (1, 1, 1)),
         entropy_max=ssp.get('entropy_max', 'batch'))

@@ -66,18 +66,22 @@ COMPARED = ('prompted_pixels', 'mask_pooled', 'h0', 'inter_attn', 'w_raw', 'w',
             'txt_eot_layers', 'video_feature', 'text_feature', 'sim',
             'logit_scale_exp')
 
-N_GLOBAL = 4      # official: global_visual_prompt_length
-N_LOCAL = 4       # official: local_each_frame_prompt_length (= inter prompts)
-N_PREFIX = 4      # official: text_prompt_length // 2
-TOP_K = 6         # official: TemporalPrompt_3.eta
+N_GLOBAL = 4  # official: global_visual_prompt_length
+N_LOCAL = 4  # official: local_each_frame_prompt_length (= inter prompts)
+N_PREFIX = 4  # official: text_prompt_length // 2
+TOP_K = 6  # official: TemporalPrompt_3.eta
 
 
 # ---------------------------------------------------------------------------
 # independent functional re-derivation of the official forward
 # ---------------------------------------------------------------------------
 def _ln(sd, prefix, x):
-    return F.layer_norm(x, x.shape[-1:], sd[prefix + '.weight'],
-                        sd[prefix + '.bias'], eps=1e-5)
+    return F.layer_norm(
+        x,
+        x.shape[-1:],
+        sd[prefix + '.weight'],
+        sd[prefix + '.bias'],
+        eps=1e-5)
 
 
 def _prelu(x, slope):
@@ -100,8 +104,8 @@ def _conv3d(x, weight, bias, padding):
     B, C, T, H, W = x.shape
     O, _, kt, kh, kw = weight.shape
     xp = F.pad(x, (0, 0, 0, 0, pt, pt)).transpose(1, 2)  # [B, T+2pt, C, H, W]
-    out = torch.zeros(B * T, O, H + 2 * ph - kh + 1, W + 2 * pw - kw + 1,
-                      dtype=x.dtype)
+    out = torch.zeros(
+        B * T, O, H + 2 * ph - kh + 1, W + 2 * pw - kw + 1, dtype=x.dtype)
     budget = 3e7  # float64 values of one im2col buffer (240 MB)
     c_step = max(1, min(C, int(budget // (kh * kw * H * W))))
     f_step = max(1, int(budget // (c_step * kh * kw * H * W)))
@@ -111,7 +115,8 @@ def _conv3d(x, weight, bias, padding):
             for f in range(0, B * T, f_step):
                 out[f:f + f_step] += F.conv2d(
                     src[f:f + f_step, c:c + c_step],
-                    weight[:, c:c + c_step, k], padding=(ph, pw))
+                    weight[:, c:c + c_step, k],
+                    padding=(ph, pw))
     out = out.reshape(B, T, *out.shape[1:]).transpose(1, 2)
     return out + bias.view(1, -1, 1, 1, 1)
 
@@ -150,7 +155,7 @@ def _lora(sd, p, x):
 def _visual_block(sd, p, x, T, heads):
     """``ResidualAttentionBlock.forward`` (visual branch), x: [4+S*T, B, D]."""
     B, D = x.shape[1], x.shape[2]
-    g = _ln(sd, p + 'ln_1', x[:N_GLOBAL])                       # [4, B, D]
+    g = _ln(sd, p + 'ln_1', x[:N_GLOBAL])  # [4, B, D]
     fr = _ln(sd, p + 'ln_1', x[N_GLOBAL:].reshape(-1, T * B, D))  # [S, T*B, D]
     # keys of column i (= frame i // B of video i % B): globals of video i % B
     col_video = torch.arange(T * B) % B
@@ -215,16 +220,18 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
     pr = F.linear(pr, sd[tp + 'MLP.0.weight'], sd[tp + 'MLP.0.bias'])
     pr = _prelu(pr, sd[tp + 'MLP.1.weight'])
     pr = F.linear(pr, sd[tp + 'MLP.2.weight'], sd[tp + 'MLP.2.bias'])
-    pr = pr.permute(0, 1, 4, 2, 3)                                # [B,T,3,H,W]
-    score = _conv3d(x.permute(0, 2, 1, 3, 4), sd[tp + 'Cal_Net.weight'],
-                    sd[tp + 'Cal_Net.bias'], (2, 5, 5)).squeeze(1)
+    pr = pr.permute(0, 1, 4, 2, 3)  # [B,T,3,H,W]
+    score = _conv3d(
+        x.permute(0, 2, 1, 3, 4), sd[tp + 'Cal_Net.weight'],
+        sd[tp + 'Cal_Net.bias'], (2, 5, 5)).squeeze(1)
     # official reshape (B, T, 32, 7, 32, 7): residue classes modulo the grid
     pooled = score.reshape(B, T, H // G, G, W // G, G).mean(dim=(2, 4))
     ranked = pooled.reshape(B, T, -1).sort(dim=2, descending=True)[0]
     mask = pooled > ranked[:, :, TOP_K][:, :, None, None]
-    out.update(mask_pooled=pooled, mask=mask,
-               mask_margin=(ranked[:, :, TOP_K - 1] -
-                            ranked[:, :, TOP_K]).min())
+    out.update(
+        mask_pooled=pooled,
+        mask=mask,
+        mask_margin=(ranked[:, :, TOP_K - 1] - ranked[:, :, TOP_K]).min())
     pix = mask[:, :, None, :, None, :].repeat(1, 1, H // G, 1, W // G, 1)
     pix = pix.reshape(B, T, H, W)[:, :, None]
     x = x + pr * 0.05 + pr * pix * 0.05
@@ -235,7 +242,7 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
     h = h.reshape(BT, D, -1).permute(0, 2, 1)
     cls = sd['visual.class_embedding'] + torch.zeros(BT, 1, D, dtype=dtype)
     h = torch.cat([cls, h], dim=1) + sd['visual.positional_embedding']
-    h0 = _ln(sd, 'visual.ln_pre', h)                               # [BT,1+N,D]
+    h0 = _ln(sd, 'visual.ln_pre', h)  # [BT,1+N,D]
     out['h0'] = h0
     N = h0.shape[1] - 1
 
@@ -250,59 +257,62 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
                   sd[tp + 'Cal_Net_Inter.bias'], (2, 5, 5)).squeeze(1)
     var = var + var * mask.reshape(B, T, N, 1)
     w_raw = var.mean(dim=(2, 3))
-    w = (w_raw - w_raw.min()) / (w_raw.max() - w_raw.min())      # whole batch
+    w = (w_raw - w_raw.min()) / (w_raw.max() - w_raw.min())  # whole batch
     out.update(w_raw=w_raw, w=w)
     q = _conv3d(vol, sd[tp + 'InterConv.0.weight'],
                 sd[tp + 'InterConv.0.bias'], (1, 7, 12))
     q = _prelu(q, sd[tp + 'InterConv.1.weight'])
     q = _conv3d(q, sd[tp + 'InterConv.2.weight'], sd[tp + 'InterConv.2.bias'],
                 (1, 7, 12)).squeeze(1)
-    q = q.permute(0, 1, 3, 2)                                      # [B,T,D,N]
+    q = q.permute(0, 1, 3, 2)  # [B,T,D,N]
     q = F.linear(q, sd[tp + 'InterMLP.0.weight'], sd[tp + 'InterMLP.0.bias'])
     q = _prelu(q, sd[tp + 'InterMLP.1.weight'])
     q = F.linear(q, sd[tp + 'InterMLP.2.weight'], sd[tp + 'InterMLP.2.bias'])
-    q = q.permute(0, 1, 3, 2)                                      # [B,T,4,D]
+    q = q.permute(0, 1, 3, 2)  # [B,T,4,D]
     q = q + q * w[:, :, None, None]
-    inter = q.reshape(B, -1, D) * 0.05                             # [B,4T,D]
+    inter = q.reshape(B, -1, D) * 0.05  # [B,4T,D]
     out['inter_prompt'] = inter
 
     # D: DGL prompts (encode_prompt), one batch copy
     if mode == 'transformer':
         emb = sd['unified_prompt_embedding.weight']  # [8+4T, nL*D]
-        u = emb.reshape(emb.shape[0], n_layers, D)          # LND: [Lp, nL, D]
+        u = emb.reshape(emb.shape[0], n_layers, D)  # LND: [Lp, nL, D]
         pp = 'PromptTransformer.resblocks.0.'
         u_ln = _ln(sd, pp + 'ln_1', u)
         u = u + _mha(sd, pp + 'attn.', u_ln, u_ln, u_ln, D // 64)
         u = u + _mlp(sd, pp, _ln(sd, pp + 'ln_2', u))
         u = u.permute(1, 0, 2)  # [nL, Lp, D]
-        t = _quick_gelu(F.linear(u[:, :2 * N_PREFIX],
-                                 sd['unified_prompt_mlp.c_fc.weight'],
-                                 sd['unified_prompt_mlp.c_fc.bias']))
+        t = _quick_gelu(
+            F.linear(u[:, :2 * N_PREFIX], sd['unified_prompt_mlp.c_fc.weight'],
+                     sd['unified_prompt_mlp.c_fc.bias']))
         tprompt = F.linear(t, sd['unified_prompt_mlp.c_proj.weight'],
                            sd['unified_prompt_mlp.c_proj.bias'])
         vprompt = u[:, 2 * N_PREFIX:]  # [nL, 4T, D]
         local = vprompt
     else:
-        theta = sd['visual_prompt_embedding'][0]                   # [4, nL*D]
+        theta = sd['visual_prompt_embedding'][0]  # [4, nL*D]
         # [nL,4,D]
         vprompt = theta.reshape(N_LOCAL, n_layers, D).permute(1, 0, 2)
         tprompt = torch.cat([
             F.linear(vprompt, sd['prefix_text_prompt_proj_layer.weight'],
                      sd['prefix_text_prompt_proj_layer.bias']),
             F.linear(vprompt, sd['postfix_text_prompt_proj_layer.weight'],
-                     sd['postfix_text_prompt_proj_layer.bias'])], dim=1)
+                     sd['postfix_text_prompt_proj_layer.bias'])
+        ],
+                            dim=1)
         local = vprompt.repeat(1, T, 1)  # tiled T times
     out.update(TP=tprompt, VP=vprompt)
     local = local[:, None] + inter[None]  # [nL,B,4T,D]
 
     # E-G: token sequence (incorporate_prompt), deep prompts, blocks
     tok = h0.reshape(B, T, N + 1, D)
-    tok = torch.cat([tok[:, :, :1], local[0].reshape(B, T, N_LOCAL, D),
-                     tok[:, :, 1:]], dim=2)                        # [B,T,S,D]
+    tok = torch.cat(
+        [tok[:, :, :1], local[0].reshape(B, T, N_LOCAL, D), tok[:, :, 1:]],
+        dim=2)  # [B,T,S,D]
     S = tok.shape[2]
-    tok = tok.permute(0, 2, 1, 3).reshape(B, S * T, D)             # 4+s*T+t
+    tok = tok.permute(0, 2, 1, 3).reshape(B, S * T, D)  # 4+s*T+t
     glob = sd['visual.prompt_embeddings'].expand(B, -1, -1)
-    seq = torch.cat([glob, tok], dim=1).permute(1, 0, 2)           # LND
+    seq = torch.cat([glob, tok], dim=1).permute(1, 0, 2)  # LND
     globals_, cls_ = [], []
     for layer in range(n_layers):
         if layer > 0:
@@ -313,23 +323,26 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
         seq = _visual_block(sd, f'visual.transformer.resblocks.{layer}.', seq,
                             T, vision_heads)
         globals_.append(seq[:N_GLOBAL].permute(1, 0, 2))
-        cls_.append(seq[N_GLOBAL:N_GLOBAL + T].permute(1, 0, 2))   # slot 0
+        cls_.append(seq[N_GLOBAL:N_GLOBAL + T].permute(1, 0, 2))  # slot 0
     hid = _ln(sd, 'visual.ln_post', seq.permute(1, 0, 2)) @ sd['visual.proj']
     video = hid[:, 0]
-    out.update(vis_global_layers=torch.stack(globals_),
-               vis_cls_layers=torch.stack(cls_), video_feature=video,
-               visual_tokens=hid)                                 # [B,L,E]
+    out.update(
+        vis_global_layers=torch.stack(globals_),
+        vis_cls_layers=torch.stack(cls_),
+        video_feature=video,
+        visual_tokens=hid)  # [B,L,E]
 
     # text (encode_text / incorporate_text_prompt / forward_deep_text_prompt)
     L = ids.shape[1]
     e = sd['token_embedding.weight'][ids] + sd['positional_embedding'][:L]
-    tpb = tprompt[:, None].expand(-1, B, -1, -1)                   # [nL,B,8,w]
+    tpb = tprompt[:, None].expand(-1, B, -1, -1)  # [nL,B,8,w]
 
     def insert(first, words, layer):
-        return torch.cat([first, tpb[layer, :, :N_PREFIX], words,
-                          tpb[layer, :, N_PREFIX:]], dim=1)
+        return torch.cat(
+            [first, tpb[layer, :, :N_PREFIX], words, tpb[layer, :, N_PREFIX:]],
+            dim=1)
 
-    seq = insert(e[:, :1], e[:, 1:], 0).permute(1, 0, 2)           # [L+8,B,w]
+    seq = insert(e[:, :1], e[:, 1:], 0).permute(1, 0, 2)  # [L+8,B,w]
     n = seq.shape[0]
     causal = torch.full((n, n), float('-inf'), dtype=dtype).triu(1)
     eot = ids.argmax(dim=-1) + N_PREFIX
@@ -343,8 +356,8 @@ def official_forward(sd, frames, ids, T, mode, vision_heads=12, text_heads=8):
         seq = _text_block(sd, f'transformer.resblocks.{layer}.', seq,
                           text_heads, causal)
         eots.append(seq[eot, rows])
-    text = (_ln(sd, 'ln_final', seq.permute(1, 0, 2)) @
-            sd['text_projection'])[rows, eot]
+    text = (_ln(sd, 'ln_final', seq.permute(1, 0, 2))
+            @ sd['text_projection'])[rows, eot]
     out.update(txt_eot_layers=torch.stack(eots), text_feature=text)
 
     scale = sd['logit_scale'].exp()
@@ -380,34 +393,48 @@ def _make(weights, name, shape):
 
 def full_state_dict(weights, T, mode):
     """``weights.official_state_dict(T, mode)``, frozen keys cached."""
-    return {k: _make(weights, k, s)
-            for k, s, _ in weights.official_keys(T, mode)}
+    return {
+        k: _make(weights, k, s)
+        for k, s, _ in weights.official_keys(T, mode)
+    }
 
 
 # reduced sizes (official names, shapes scaled down); see the module doc
-SMALL = dict(image=32, patch=8, width=128, layers=3, text_width=64, embed=32,
-             context=77, vocab=49408)
+SMALL = dict(
+    image=32,
+    patch=8,
+    width=128,
+    layers=3,
+    text_width=64,
+    embed=32,
+    context=77,
+    vocab=49408)
 SMALL_ARCH = dict(
-    embed_dims=SMALL['embed'], image_size=SMALL['image'],
-    patch_size=SMALL['patch'], vision_width=SMALL['width'],
-    vision_layers=SMALL['layers'], vision_heads=SMALL['width'] // 64,
-    context_length=SMALL['context'], vocab_size=SMALL['vocab'],
-    text_width=SMALL['text_width'], text_heads=SMALL['text_width'] // 64,
+    embed_dims=SMALL['embed'],
+    image_size=SMALL['image'],
+    patch_size=SMALL['patch'],
+    vision_width=SMALL['width'],
+    vision_layers=SMALL['layers'],
+    vision_heads=SMALL['width'] // 64,
+    context_length=SMALL['context'],
+    vocab_size=SMALL['vocab'],
+    text_width=SMALL['text_width'],
+    text_heads=SMALL['text_width'] // 64,
     text_layers=SMALL['layers'])
 
 
 def _block_keys(prefix, d, adapter=True):
     keys = [('attn.in_proj_weight', (3 * d, d)),
-            ('attn.in_proj_bias', (3 * d,)),
-            ('attn.out_proj.weight', (d, d)), ('attn.out_proj.bias', (d,)),
-            ('ln_1.weight', (d,)), ('ln_1.bias', (d,)),
-            ('mlp.c_fc.weight', (4 * d, d)), ('mlp.c_fc.bias', (4 * d,)),
-            ('mlp.c_proj.weight', (d, 4 * d)), ('mlp.c_proj.bias', (d,)),
-            ('ln_2.weight', (d,)), ('ln_2.bias', (d,))]
+            ('attn.in_proj_bias', (3 * d, )), ('attn.out_proj.weight', (d, d)),
+            ('attn.out_proj.bias', (d, )), ('ln_1.weight', (d, )),
+            ('ln_1.bias', (d, )), ('mlp.c_fc.weight', (4 * d, d)),
+            ('mlp.c_fc.bias', (4 * d, )), ('mlp.c_proj.weight', (d, 4 * d)),
+            ('mlp.c_proj.bias', (d, )), ('ln_2.weight', (d, )),
+            ('ln_2.bias', (d, ))]
     if adapter:
-        keys += [('LoRA.0.weight', (32, d)), ('LoRA.0.bias', (32,)),
-                 ('LoRA.1.weight', (1,)), ('LoRA.2.weight', (d, 32)),
-                 ('LoRA.2.bias', (d,))]
+        keys += [('LoRA.0.weight', (32, d)), ('LoRA.0.bias', (32, )),
+                 ('LoRA.1.weight', (1, )), ('LoRA.2.weight', (d, 32)),
+                 ('LoRA.2.bias', (d, ))]
     return [(prefix + k, s) for k, s in keys]
 
 
@@ -420,59 +447,67 @@ def small_state_dict(weights, T, mode):
     tp = 'visual.TemporalPrompt.'
     keys = [('positional_embedding', (SMALL['context'], tw)),
             ('text_projection', (tw, E)), ('logit_scale', ()),
-            ('visual.class_embedding', (D,)),
+            ('visual.class_embedding', (D, )),
             ('visual.positional_embedding', (N + 1, D)),
             ('visual.proj', (D, E)),
             ('visual.prompt_embeddings', (1, N_GLOBAL, D)),
             ('visual.conv1.weight', (D, 3, SMALL['patch'], SMALL['patch'])),
-            ('visual.ln_pre.weight', (D,)), ('visual.ln_pre.bias', (D,)),
-            ('visual.ln_post.weight', (D,)), ('visual.ln_post.bias', (D,)),
+            ('visual.ln_pre.weight', (D, )), ('visual.ln_pre.bias', (D, )),
+            ('visual.ln_post.weight', (D, )), ('visual.ln_post.bias', (D, )),
             ('token_embedding.weight', (SMALL['vocab'], tw)),
-            ('ln_final.weight', (tw,)), ('ln_final.bias', (tw,))]
-    for name, shape in (
-            ('Conv.0.weight', (9, 3, 3, 11, 11)), ('Conv.0.bias', (9,)),
-            ('Conv.1.weight', (9, 9, 3, 11, 11)), ('Conv.1.bias', (9,)),
-            ('Conv.2.weight', (1,)),
-            ('Conv.3.weight', (9, 9, 3, 11, 11)), ('Conv.3.bias', (9,)),
-            ('Conv.4.weight', (1,)),
-            ('Conv.5.weight', (16, 9, 3, 11, 11)), ('Conv.5.bias', (16,)),
-            ('MLP.0.weight', (16, 16)), ('MLP.0.bias', (16,)),
-            ('MLP.1.weight', (1,)),
-            ('MLP.2.weight', (3, 16)), ('MLP.2.bias', (3,)),
-            ('Cal_Net.weight', (1, 3, 5, 11, 11)), ('Cal_Net.bias', (1,)),
-            ('Attention.in_proj_weight', (3 * D, D)),
-            ('Attention.in_proj_bias', (3 * D,)),
-            ('Attention.out_proj.weight', (D, D)),
-            ('Attention.out_proj.bias', (D,)),
-            ('InterConv.0.weight', (9, 1, 3, 15, 25)),
-            ('InterConv.0.bias', (9,)),
-            ('InterConv.1.weight', (1,)),
-            ('InterConv.2.weight', (1, 9, 3, 15, 25)),
-            ('InterConv.2.bias', (1,)),
-            ('InterMLP.0.weight', (16, N)), ('InterMLP.0.bias', (16,)),
-            ('InterMLP.1.weight', (1,)),
-            ('InterMLP.2.weight', (N_LOCAL, 16)),
-            ('InterMLP.2.bias', (N_LOCAL,)),
-            ('Cal_Net_Inter.weight', (1, 1, 5, 11, 11)),
-            ('Cal_Net_Inter.bias', (1,))):
+            ('ln_final.weight', (tw, )), ('ln_final.bias', (tw, ))]
+    for name, shape in (('Conv.0.weight', (9, 3, 3, 11, 11)),
+                        ('Conv.0.bias', (9, )), ('Conv.1.weight', (9, 9, 3, 11,
+                                                                   11)),
+                        ('Conv.1.bias', (9, )), ('Conv.2.weight', (1, )),
+                        ('Conv.3.weight', (9, 9, 3, 11, 11)), ('Conv.3.bias',
+                                                               (9, )),
+                        ('Conv.4.weight',
+                         (1, )), ('Conv.5.weight',
+                                  (16, 9, 3, 11, 11)), ('Conv.5.bias', (16, )),
+                        ('MLP.0.weight', (16, 16)), ('MLP.0.bias', (16, )),
+                        ('MLP.1.weight', (1, )), ('MLP.2.weight', (3, 16)),
+                        ('MLP.2.bias', (3, )), ('Cal_Net.weight',
+                                                (1, 3, 5, 11,
+                                                 11)), ('Cal_Net.bias', (1, )),
+                        ('Attention.in_proj_weight',
+                         (3 * D, D)), ('Attention.in_proj_bias', (3 * D, )),
+                        ('Attention.out_proj.weight',
+                         (D, D)), ('Attention.out_proj.bias',
+                                   (D, )), ('InterConv.0.weight',
+                                            (9, 1, 3, 15,
+                                             25)), ('InterConv.0.bias', (9, )),
+                        ('InterConv.1.weight',
+                         (1, )), ('InterConv.2.weight',
+                                  (1, 9, 3, 15, 25)), ('InterConv.2.bias',
+                                                       (1, )),
+                        ('InterMLP.0.weight',
+                         (16, N)), ('InterMLP.0.bias',
+                                    (16, )), ('InterMLP.1.weight',
+                                              (1, )), ('InterMLP.2.weight',
+                                                       (N_LOCAL, 16)),
+                        ('InterMLP.2.bias',
+                         (N_LOCAL, )), ('Cal_Net_Inter.weight',
+                                        (1, 1, 5, 11,
+                                         11)), ('Cal_Net_Inter.bias', (1, ))):
         keys.append((tp + name, shape))
     for i in range(nL):
         keys += _block_keys(f'visual.transformer.resblocks.{i}.', D)
         keys += _block_keys(f'transformer.resblocks.{i}.', tw)
     if mode == 'transformer':
         keys += [('unified_prompt_mlp.c_fc.weight', (2 * D, D)),
-                 ('unified_prompt_mlp.c_fc.bias', (2 * D,)),
+                 ('unified_prompt_mlp.c_fc.bias', (2 * D, )),
                  ('unified_prompt_mlp.c_proj.weight', (tw, 2 * D)),
-                 ('unified_prompt_mlp.c_proj.bias', (tw,)),
+                 ('unified_prompt_mlp.c_proj.bias', (tw, )),
                  ('unified_prompt_embedding.weight',
                   (2 * N_PREFIX + N_LOCAL * T, nL * D))]
         keys += _block_keys('PromptTransformer.resblocks.0.', D, adapter=False)
     else:
         keys += [('visual_prompt_embedding', (1, N_LOCAL, nL * D)),
                  ('prefix_text_prompt_proj_layer.weight', (tw, D)),
-                 ('prefix_text_prompt_proj_layer.bias', (tw,)),
+                 ('prefix_text_prompt_proj_layer.bias', (tw, )),
                  ('postfix_text_prompt_proj_layer.weight', (tw, D)),
-                 ('postfix_text_prompt_proj_layer.bias', (tw,))]
+                 ('postfix_text_prompt_proj_layer.bias', (tw, ))]
     return {k: _make(weights, k, s) for k, s in keys}
 
 
@@ -490,8 +525,9 @@ def make_inputs(weights, parity_dir, T, B, size=224, dtype=torch.float32):
     inp = _INPUTS['T12']
     assert (B + 2) // 3 * T <= 12, 'not enough stored frames'
     src = weights.load_frames(inp, dtype).reshape(3, 12, 3, 224, 224)
-    frames = torch.stack([src[b % 3, (b // 3) * T:(b // 3 + 1) * T]
-                          for b in range(B)]).flatten(0, 1)
+    frames = torch.stack([
+        src[b % 3, (b // 3) * T:(b // 3 + 1) * T] for b in range(B)
+    ]).flatten(0, 1)
     if size != 224:  # reduced model: 4x subsampled centre crop
         frames = frames[..., ::4, ::4]
         off = (56 - size) // 2
@@ -509,7 +545,10 @@ def assert_same(actual, expected, f64, keys=COMPARED):
         assert tuple(a.shape) == tuple(e.shape), (key, a.shape, e.shape)
         atol = STOP_TOL64 if f64 else STOP_TOL32[key]
         torch.testing.assert_close(
-            a.to(e.dtype), e, rtol=0, atol=atol,
+            a.to(e.dtype),
+            e,
+            rtol=0,
+            atol=atol,
             msg=lambda m, key=key: f'{key}: {m}')
 
 
@@ -541,8 +580,10 @@ def _check_golden(parity_dir, weights, mode, T, B, f64):
     for key, step in (('prompted_pixels_s4', 4), ('prompted_pixels_s8', 8)):
         ref[key] = ref['prompted_pixels'][..., ::step, ::step]
     keys = [k for k in expected if k not in ('meta', 'mask')]
-    assert {'w', 'inter_prompt', 'TP', 'vis_global_layers', 'txt_eot_layers',
-            'video_feature', 'text_feature', 'sim'} <= set(keys)
+    assert {
+        'w', 'inter_prompt', 'TP', 'vis_global_layers', 'txt_eot_layers',
+        'video_feature', 'text_feature', 'sim'
+    } <= set(keys)
     assert_same(ref, expected, f64, keys)
     return ref, inputs
 
@@ -556,17 +597,22 @@ def test_reference_matches_golden_T4_B2(stop_parity_dir, stop_weights, mode):
         stages = torch.load(
             osp.join(stop_parity_dir, 'expected_stop_T4_B2.pt'))
         ref['prompted_pixels_v0'] = ref['prompted_pixels'][:4]
-        assert_same(ref, stages, False,
-                    ['prompted_pixels_v0', 'h0', 'inter_attn', 'mask_pooled',
-                     'w_raw', 'w', 'inter_prompt'])
+        assert_same(ref, stages, False, [
+            'prompted_pixels_v0', 'h0', 'inter_attn', 'mask_pooled', 'w_raw',
+            'w', 'inter_prompt'
+        ])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('mode,T,B,f64', [
-    ('transformer', 4, 2, True),  # float64 Conv3d by 2D taps: ~1-3 min
-    ('transformer', 12, 3, False), ('linear', 12, 3, False)])
-def test_reference_matches_golden_slow(stop_parity_dir, stop_weights, mode,
-                                       T, B, f64):
+@pytest.mark.parametrize(
+    'mode,T,B,f64',
+    [
+        ('transformer', 4, 2, True),  # float64 Conv3d by 2D taps: ~1-3 min
+        ('transformer', 12, 3, False),
+        ('linear', 12, 3, False)
+    ])
+def test_reference_matches_golden_slow(stop_parity_dir, stop_weights, mode, T,
+                                       B, f64):
     _check_golden(stop_parity_dir, stop_weights, mode, T, B, f64)
 
 
@@ -608,8 +654,8 @@ def _compare_cached(parity_dir, weights, mode, T, B, f64, small):
 
 # transformer-T2-B3 last: test_batch_coupling_matches_official reuses it
 @pytest.mark.slow
-@pytest.mark.parametrize('mode,T,B', [
-    ('linear', 1, 3), ('linear', 3, 2), ('transformer', 2, 3)])
+@pytest.mark.parametrize('mode,T,B', [('linear', 1, 3), ('linear', 3, 2),
+                                      ('transformer', 2, 3)])
 def test_full_size_float32(stop_parity_dir, stop_weights, mode, T, B):
     _compare(stop_parity_dir, stop_weights, mode, T, B, False, small=False)
 
@@ -617,17 +663,19 @@ def test_full_size_float32(stop_parity_dir, stop_weights, mode, T, B):
 # full-f32 first: it reuses the last test_full_size_float32 run
 @pytest.mark.parametrize('small', [
     pytest.param(False, id='full-f32', marks=pytest.mark.slow),
-    pytest.param(True, id='reduced-f64')])
+    pytest.param(True, id='reduced-f64')
+])
 def test_batch_coupling_matches_official(stop_parity_dir, stop_weights, small):
     """A video's feature depends on its batch (w is min-max normalised over
     all B*T frames), identically in mmstop and in the official forward."""
     mode, T, B = 'transformer', 2, 3
     f64 = small
     tol = STOP_TOL64 if f64 else STOP_TOL32['video_feature']
-    model, sd, frames, ids, ref, out = _compare_cached(
-        stop_parity_dir, stop_weights, mode, T, B, f64, small)
-    heads = ((SMALL_ARCH['vision_heads'], SMALL_ARCH['text_heads'])
-             if small else (12, 8))
+    model, sd, frames, ids, ref, out = _compare_cached(stop_parity_dir,
+                                                       stop_weights, mode, T,
+                                                       B, f64, small)
+    heads = ((SMALL_ARCH['vision_heads'],
+              SMALL_ARCH['text_heads']) if small else (12, 8))
     videos = frames.reshape(B, T, *frames.shape[1:])
     # drop the video that holds the batch maximum of w_raw: the normalisation
     # of the remaining videos changes
@@ -649,19 +697,23 @@ def test_batch_coupling_matches_official(stop_parity_dir, stop_weights, small):
             assert change.abs().max() < tol
         # ... and mmstop's features move exactly as the official ones do
         torch.testing.assert_close(
-            out_sub['video_feature'] - out['video_feature'][keep], change,
-            rtol=0, atol=tol if f64 else 2 * tol)
+            out_sub['video_feature'] - out['video_feature'][keep],
+            change,
+            rtol=0,
+            atol=tol if f64 else 2 * tol)
         # the text tower does not depend on the batch
         torch.testing.assert_close(
-            out_sub['text_feature'], out['text_feature'][keep], rtol=0,
+            out_sub['text_feature'],
+            out['text_feature'][keep],
+            rtol=0,
             atol=STOP_TOL64 if f64 else STOP_TOL32['text_feature'])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('mode,T,B', [
-    ('transformer', 1, 3), ('linear', 2, 3), ('transformer', 3, 2),
-    ('transformer', 2, 5), ('linear', 2, 5), ('transformer', 7, 1),
-    ('linear', 7, 1)])
+@pytest.mark.parametrize('mode,T,B', [('transformer', 1, 3), ('linear', 2, 3),
+                                      ('transformer', 3, 2),
+                                      ('transformer', 2, 5), ('linear', 2, 5),
+                                      ('transformer', 7, 1), ('linear', 7, 1)])
 def test_full_size_float32_slow(stop_parity_dir, stop_weights, mode, T, B):
     _compare(stop_parity_dir, stop_weights, mode, T, B, False, small=False)
 
@@ -672,26 +724,29 @@ def test_full_size_float64_slow(stop_parity_dir, stop_weights, mode, T, B):
     _compare(stop_parity_dir, stop_weights, mode, T, B, True, small=False)
 
 
-SMALL_CONFIGS = [('transformer', 1, 2), ('linear', 1, 3),
-                 ('transformer', 2, 5), ('linear', 3, 2),
+SMALL_CONFIGS = [('transformer', 1, 2),
+                 ('linear', 1, 3), ('transformer', 2, 5), ('linear', 3, 2),
                  ('transformer', 7, 1), ('linear', 4, 2)]
-SMALL_CONFIGS_MORE = [('linear', 1, 2), ('transformer', 1, 3),
-                      ('linear', 2, 5), ('transformer', 3, 2),
-                      ('linear', 7, 1), ('transformer', 4, 2),
-                      ('linear', 2, 3), ('transformer', 5, 3),
-                      ('linear', 5, 3)]
+SMALL_CONFIGS_MORE = [('linear', 1, 2),
+                      ('transformer', 1, 3), ('linear', 2, 5),
+                      ('transformer', 3, 2), ('linear', 7, 1),
+                      ('transformer', 4, 2), ('linear', 2, 3),
+                      ('transformer', 5, 3), ('linear', 5, 3)]
 
 
-@pytest.mark.parametrize('mode,T,B', SMALL_CONFIGS,
-                         ids=[f'{m}-T{T}-B{B}' for m, T, B in SMALL_CONFIGS])
+@pytest.mark.parametrize(
+    'mode,T,B',
+    SMALL_CONFIGS,
+    ids=[f'{m}-T{T}-B{B}' for m, T, B in SMALL_CONFIGS])
 def test_reduced_size_float64(stop_parity_dir, stop_weights, mode, T, B):
     """Layout/ordering at many (T, B): reduced sizes, not the official ones."""
     _compare(stop_parity_dir, stop_weights, mode, T, B, True, small=True)
 
 
-@pytest.mark.parametrize('mode,T,B', SMALL_CONFIGS_MORE,
-                         ids=[f'{m}-T{T}-B{B}'
-                              for m, T, B in SMALL_CONFIGS_MORE])
+@pytest.mark.parametrize(
+    'mode,T,B',
+    SMALL_CONFIGS_MORE,
+    ids=[f'{m}-T{T}-B{B}' for m, T, B in SMALL_CONFIGS_MORE])
 def test_reduced_size_float64_more(stop_parity_dir, stop_weights, mode, T, B):
     _compare(stop_parity_dir, stop_weights, mode, T, B, True, small=True)
 
@@ -715,10 +770,11 @@ def test_other_poolings_average_the_projected_tokens(stop_parity_dir,
     out = official_layout_forward(model, frames, ids)
     # sequence [4 global ; frame tokens], CLS of frame t at 4 + t
     tokens = ref['visual_tokens']
-    tokens = (tokens[:, :N_GLOBAL] if pool == 'mean_global' else
-              tokens[:, N_GLOBAL:N_GLOBAL + T])
-    torch.testing.assert_close(out['video_feature'], tokens.mean(1),
-                               rtol=0, atol=STOP_TOL64)
+    tokens = (
+        tokens[:, :N_GLOBAL]
+        if pool == 'mean_global' else tokens[:, N_GLOBAL:N_GLOBAL + T])
+    torch.testing.assert_close(
+        out['video_feature'], tokens.mean(1), rtol=0, atol=STOP_TOL64)
     assert (out['video_feature'] - ref['video_feature']).abs().max() > 1e-3
 
 
@@ -727,7 +783,8 @@ def test_other_poolings_average_the_projected_tokens(stop_parity_dir,
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('small', [
     pytest.param(True, id='reduced-f64'),
-    pytest.param(False, id='full-f32', marks=pytest.mark.slow)])
+    pytest.param(False, id='full-f32', marks=pytest.mark.slow)
+])
 def test_single_frame_batch_is_nan_officially_and_an_error_here(
         stop_parity_dir, stop_weights, small):
     """T=1, B=1: the official batch min-max divides 0 by 0, so w, the inter
@@ -754,5 +811,5 @@ def test_single_frame_batch_is_nan_officially_and_an_error_here(
     assert torch.isnan(ref['sim']).all()
     assert torch.isfinite(ref['text_feature']).all()
     with pytest.raises(ValueError, match=r"normalize='video'"):
-        official_layout_forward(build_mmstop(sd, T, mode, arch, dtype),
-                                frames, ids)
+        official_layout_forward(
+            build_mmstop(sd, T, mode, arch, dtype), frames, ids)

@@ -51,11 +51,14 @@ def actual_tensor(out, key):
 # slow (pytest.ini): measured 33-79 s each (whichever runs first also
 # generates the ViT-B/32 weights: 46 s for linear T=4 float32)
 CONFIGS = [
-    pytest.param(mode, T, B, f64,
-                 id=f'{mode}-T{T}-B{B}-{"f64" if f64 else "f32"}',
-                 marks=pytest.mark.slow)
-    for mode in ('transformer', 'linear') for T, B in ((4, 2), (12, 3))
-    for f64 in (False, True)
+    pytest.param(
+        mode,
+        T,
+        B,
+        f64,
+        id=f'{mode}-T{T}-B{B}-{"f64" if f64 else "f32"}',
+        marks=pytest.mark.slow) for mode in ('transformer', 'linear')
+    for T, B in ((4, 2), (12, 3)) for f64 in (False, True)
 ]
 
 
@@ -68,8 +71,8 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
     expected = torch.load(
         osp.join(stop_parity_dir, f'expected_{mode}_T{T}_B{B}{suffix}.pt'))
     sd = official_state_dict(stop_weights, T, mode)
-    assert (stop_weights.state_dict_digest(sd) ==
-            expected['meta']['weights_digest'])
+    assert (stop_weights.state_dict_digest(sd) == expected['meta']
+            ['weights_digest'])
 
     model = build_official(stop_weights, T, mode, dtype).to(device)
     frames = stop_weights.load_frames(inputs, dtype).to(device)
@@ -83,13 +86,18 @@ def test_official_parity(stop_parity_dir, stop_weights, mode, T, B, f64,
         actual = actual_tensor(out, key).cpu().to(ref.dtype)
         assert actual.shape == ref.shape, key
         torch.testing.assert_close(
-            actual, ref, rtol=0, atol=STOP_TOL64 if f64 else STOP_TOL32[key],
+            actual,
+            ref,
+            rtol=0,
+            atol=STOP_TOL64 if f64 else STOP_TOL32[key],
             msg=lambda m, key=key: f'{key}: {m}')
         checked.append(key)
     # every stage was compared (the T12_B3 float64 files hold no per-layer
     # visual tokens; docs/parity.md#stop-golden-data)
-    assert {'mask_pooled', 'w', 'inter_prompt', 'TP', 'txt_eot_layers',
-            'video_feature', 'text_feature', 'sim'} <= set(checked)
+    assert {
+        'mask_pooled', 'w', 'inter_prompt', 'TP', 'txt_eot_layers',
+        'video_feature', 'text_feature', 'sim'
+    } <= set(checked)
 
 
 @pytest.mark.slow  # 32 s when it generates the weights (9 s after parity)
@@ -101,21 +109,25 @@ def test_stages_a_to_c_full_size(stop_parity_dir, stop_weights, device):
     model = build_official(stop_weights, 4, 'transformer').to(device)
     frames = stop_weights.load_frames(inputs).reshape(2, 4, 3, 224, 224)
     with torch.no_grad():
-        _, out = model.encode_video(frames.to(device),
-                                    return_intermediates=True)
+        _, out = model.encode_video(
+            frames.to(device), return_intermediates=True)
     out = {k: v.cpu() for k, v in out.items()}
     assert torch.equal(out['mask'], expected['mask'])
     torch.testing.assert_close(
-        out['prompted_pixels'][0], expected['prompted_pixels_v0'], rtol=0,
+        out['prompted_pixels'][0],
+        expected['prompted_pixels_v0'],
+        rtol=0,
         atol=STOP_TOL32['prompted_pixels_v0'])
     torch.testing.assert_close(
         out['h0'].flatten(0, 1), expected['h0'], rtol=0, atol=STOP_TOL32['h0'])
     torch.testing.assert_close(
-        out['inter_attn'], expected['inter_attn'], rtol=0,
+        out['inter_attn'],
+        expected['inter_attn'],
+        rtol=0,
         atol=STOP_TOL32['inter_attn'])
     for key in ('mask_pooled', 'w_raw', 'w'):
-        torch.testing.assert_close(out[key], expected[key], rtol=0,
-                                   atol=STOP_TOL32[key])
+        torch.testing.assert_close(
+            out[key], expected[key], rtol=0, atol=STOP_TOL32[key])
 
 
 @pytest.mark.parametrize('mode,T', [('transformer', 4), ('transformer', 12),
@@ -139,8 +151,8 @@ def test_documented_trainable_counts():
     # issue #2: 13,081,528 (transformer, T=12) and 4,333,752 (linear)
     for mode, expected in (('transformer', 13081528), ('linear', 4333752)):
         with torch.device('meta'):
-            model = STOPCLIP(arch='vit-b32', num_frames=12,
-                             prompt_generator=mode)
+            model = STOPCLIP(
+                arch='vit-b32', num_frames=12, prompt_generator=mode)
         assert sum(p.numel() for p in model.parameters()
                    if p.requires_grad) == expected
 
@@ -153,13 +165,17 @@ def test_converter_tool(tmp_path, stop_weights):
     wrapped['module.clip.visual.position_ids'] = torch.arange(50)[None]
     src, dst = tmp_path / 'ckpt.pth.tar', tmp_path / 'mmstop.pth'
     torch.save(dict(epoch=3, state_dict=wrapped, optimizer={}), src)
-    tool = osp.join(osp.dirname(__file__), '..', '..', 'tools',
-                    'model_converters', 'stop_official_to_mmstop.py')
+    tool = osp.join(
+        osp.dirname(__file__), '..', '..', 'tools', 'model_converters',
+        'stop_official_to_mmstop.py')
     runpy.run_path(tool, run_name='not_main')['main']([str(src), str(dst)])
     state = torch.load(dst)['state_dict']
     assert all(k.startswith('backbone.') for k in state)
     model = STOPCLIP(arch='vit-b32', num_frames=4, prompt_generator='linear')
-    model.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()},
+    model.load_state_dict({
+        k[len('backbone.'):]: v
+        for k, v in state.items()
+    },
                           strict=True)
     torch.testing.assert_close(model.global_prompts,
                                sd['visual.prompt_embeddings'])

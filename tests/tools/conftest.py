@@ -23,13 +23,20 @@ def _run_tool(cmd, log_path, timeout=TIMEOUT, **env):
     ``PYTHON`` = this interpreter (read by tools/dist_*.sh), plus ``env``;
     ``timeout`` seconds at most.
     """
-    full_env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1',
-                    PYTHON=sys.executable, **env)
+    full_env = dict(
+        os.environ,
+        HF_HUB_OFFLINE='1',
+        OMP_NUM_THREADS='1',
+        PYTHON=sys.executable,
+        **env)
     with open(log_path, 'w') as log:
         proc = subprocess.run(
-            cmd, cwd=osp.dirname(osp.abspath(log_path)), env=full_env,
+            cmd,
+            cwd=osp.dirname(osp.abspath(log_path)),
+            env=full_env,
             stdout=log,
-            stderr=subprocess.STDOUT, timeout=timeout)
+            stderr=subprocess.STDOUT,
+            timeout=timeout)
     with open(log_path) as f:
         output = f.read()
     assert proc.returncode == 0, (

@@ -22,23 +22,23 @@ def test_train_step_small(bench, tmp_path, capsys):
     assert len(results) == 1
     r = results[0]
     assert 'error' not in r, r.get('error')
-    assert (r['impl'], r['mode'], r['threads'], r['flush_denormal']) == (
-        'fast', 'train', 1, True)
+    assert (r['impl'], r['mode'], r['threads'],
+            r['flush_denormal']) == ('fast', 'train', 1, True)
     assert len(r['times_s']) == 2
     assert r['median_s'] == statistics.median(r['times_s'])
     assert r['min_s'] == min(r['times_s'])
     assert r['clips_per_s'] == pytest.approx(1 / r['median_s'])
     # tiny, 32 px / patch 16 (2 x 2 grid), 2 frames, P = 3
-    assert (r['embed_dims'], r['depth'], r['seq_len']) == (
-        192, 24, 1 + 2 * (4 + 3))
+    assert (r['embed_dims'], r['depth'], r['seq_len']) == (192, 24,
+                                                           1 + 2 * (4 + 3))
     # SSP + norm_f (192) + UCF101 head (192 x 101 + 101)
     assert r['trainable_params'] == r['ssp_params'] + 192 + 192 * 101 + 101
     # backward + AdamW state need resident memory beyond the baseline
     assert r['peak_rss_mib'] >= r['baseline_rss_mib'] > 0
     assert r['peak_extra_mib'] > 0
     # the printed row holds the measured values, column by column
-    row, = re.findall(r'^\| fast \| train \| (.*) \|$',
-                      capsys.readouterr().out, flags=re.M)
+    row, = re.findall(
+        r'^\| fast \| train \| (.*) \|$', capsys.readouterr().out, flags=re.M)
     cells = row.split(' | ')
     assert cells[:5] == [
         f"{r['median_s']:.3f} ({r['min_s']:.3f})", f"{r['clips_per_s']:.4g}",

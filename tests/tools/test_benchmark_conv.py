@@ -27,14 +27,16 @@ def test_model_mode_on_the_demo_config(load_tool, capsys, monkeypatch):
 
     monkeypatch.setattr(conv, '_conv3d_fft', spy)
     bench.main([
-        '--model', osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'),
-        '--repeats', '1', '--batch-size', '2'
+        '--model',
+        osp.join(REPO_ROOT, 'configs', 'stop_clip_demo.py'), '--repeats', '1',
+        '--batch-size', '2'
     ])
     out = capsys.readouterr().out
     assert 'batch 2 x 8 frames x 32px' in out
     rows = re.findall(
         r'^\| (auto|direct|fft) \| [0-9.]+ \| [0-9.]+ \| ([0-9.e+-]+) \|$',
-        out, flags=re.M)
+        out,
+        flags=re.M)
     assert [r[0] for r in rows] == ['auto', 'direct', 'fft'], out
     diffs = {name: float(d) for name, d in rows}
     assert diffs['direct'] == 0

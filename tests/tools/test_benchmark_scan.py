@@ -11,12 +11,18 @@ from helpers import REPO_ROOT
 
 def run(tmp_path, *argv, **env):
     out = tmp_path / 'scan.json'
-    cmd = [sys.executable, 'tools/analysis/benchmark_scan.py', '--repeats',
-           '1', '--warmup', '0',
-           '--threads', '1', '--json', str(out), *argv]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS='1', **env),
-                          timeout=600)
+    cmd = [
+        sys.executable, 'tools/analysis/benchmark_scan.py', '--repeats', '1',
+        '--warmup', '0', '--threads', '1', '--json',
+        str(out), *argv
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS='1', **env),
+        timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -28,9 +34,10 @@ def check(rows, impl, baseline, rel):
         assert r['max_rel_diff'] <= rel, r
         if r['mode'] == 'fwd+bwd':
             assert set(r['max_abs_diff_grad']) == {
-                'u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias'}
-        assert r['speedup'] == pytest.approx(
-            r['baseline_median_ms'] / r['impl_median_ms'])
+                'u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias'
+            }
+        assert r['speedup'] == pytest.approx(r['baseline_median_ms'] /
+                                             r['impl_median_ms'])
 
 
 @pytest.mark.slow
@@ -45,9 +52,17 @@ def test_fast_against_reference_with_memory(tmp_path):
 
 def test_triton_under_interpreter(tmp_path):
     pytest.importorskip('triton')
-    rows, stdout = run(tmp_path, '--impl', 'triton', '--baseline', 'fast',
-                       '--sizes', '1,4,9,3', '2,6,13,4', '--no-memory',
-                       TRITON_INTERPRET='1')
+    rows, stdout = run(
+        tmp_path,
+        '--impl',
+        'triton',
+        '--baseline',
+        'fast',
+        '--sizes',
+        '1,4,9,3',
+        '2,6,13,4',
+        '--no-memory',
+        TRITON_INTERPRET='1')
     assert [r['mode'] for r in rows] == ['fwd', 'fwd+bwd'] * 2
     check(rows, 'triton', 'fast', 1e-5)
     assert 'triton against fast on cpu' in stdout

@@ -16,10 +16,15 @@ def test_ci_run_is_executable_bash():
 
 
 def test_ci_run_refuses_to_run_without_parity_data(tmp_path):
-    env = dict(os.environ, MMSTOP_PARITY_DIR=str(tmp_path / 'no_parity'),
-               MMSTOP_CI_PYTHON=sys.executable)
+    env = dict(
+        os.environ,
+        MMSTOP_PARITY_DIR=str(tmp_path / 'no_parity'),
+        MMSTOP_CI_PYTHON=sys.executable)
     env.pop('MMSTOP_VENV_CACHE', None)
-    proc = subprocess.run([CI_RUN], env=env, capture_output=True, text=True,
+    proc = subprocess.run([CI_RUN],
+                          env=env,
+                          capture_output=True,
+                          text=True,
                           timeout=60)
     assert proc.returncode != 0
     assert 'golden parity data' in proc.stderr

@@ -38,11 +38,14 @@ def test_prompt_tuning_beats_the_frozen_baselines(run_tool, tmp_path):
     out_json = tmp_path / 'job.json'
     methods = sorted({m for check in CHECKS for m in (check[0], *check[1])})
     run_tool([
-        sys.executable, osp.join(REPO_ROOT, 'tools', 'run_demo.py'),
-        '--data-root', str(tmp_path / 'motion'), '--work-dir',
-        str(tmp_path / 'work'), '--seed', '0', '--jobs', '2',
-        '--json', str(out_json), '--methods', *methods
-    ], tmp_path / 'job.log', timeout=1800)
+        sys.executable,
+        osp.join(REPO_ROOT, 'tools', 'run_demo.py'), '--data-root',
+        str(tmp_path / 'motion'), '--work-dir',
+        str(tmp_path / 'work'), '--seed', '0', '--jobs', '2', '--json',
+        str(out_json), '--methods', *methods
+    ],
+             tmp_path / 'job.log',
+             timeout=1800)
     with open(out_json) as f:
         rows = {row['key']: row for row in json.load(f)['rows']}
     assert all(row['test_videos'] == 96 for row in rows.values())

@@ -16,8 +16,8 @@ def test_cpu_dry_run(gpu_check, tmp_path, monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
     out = tmp_path / 'report.md'
     status = gpu_check.main([
-        '--device', 'cpu', '--quick', '--out', str(out), '--repeats', '1',
-        '--train-configs', 'stop_clip_demo.py'
+        '--device', 'cpu', '--quick', '--out',
+        str(out), '--repeats', '1', '--train-configs', 'stop_clip_demo.py'
     ])
     text = out.read_text()
     report = json.loads((tmp_path / 'report.json').read_text())
@@ -52,13 +52,26 @@ def test_judge_losses(gpu_check):
 
 
 def test_report_lists_failures(gpu_check):
-    runs = [dict(label='suite', passed=3, failed=1, skipped=0, seconds=2.0,
-                 failures=['tests/x.py::test_y'], error='tail')]
+    runs = [
+        dict(
+            label='suite',
+            passed=3,
+            failed=1,
+            skipped=0,
+            seconds=2.0,
+            failures=['tests/x.py::test_y'],
+            error='tail')
+    ]
     results = dict(tests=dict(runs=runs))
     assert not gpu_check.overall_ok(results)
     text = gpu_check.render(
-        dict(command='c', date='d', seconds=1.0, environment=dict(a=1),
-             results=results, ok=False))
+        dict(
+            command='c',
+            date='d',
+            seconds=1.0,
+            environment=dict(a=1),
+            results=results,
+            ok=False))
     assert '| suite | 3 | 1 | 0 | 2 |' in text
     assert 'Failed: tests/x.py::test_y' in text
     assert 'Overall: **FAILED**' in text

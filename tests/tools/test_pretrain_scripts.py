@@ -26,8 +26,10 @@ def read_json(path):
 def test_tiny_clip_script_short_run(load_tool, tmp_path):
     script = load_tool('tools/pretrain/tiny_clip.py')
     out = str(tmp_path / 'clip.pth')
-    script.main([out, '--steps', '3', '--batch-size', '8',
-                 '--eval-images', '16', '--log-interval', '1'])
+    script.main([
+        out, '--steps', '3', '--batch-size', '8', '--eval-images', '16',
+        '--log-interval', '1'
+    ])
     info = read_json(str(tmp_path / 'clip.json'))
     assert info['sha256'] == sha256_file(out)
     assert [s for s, _ in info['loss_log']] == [0, 1, 2]
@@ -37,8 +39,8 @@ def test_tiny_clip_script_short_run(load_tool, tmp_path):
     assert 'visual.conv1.weight' in state and 'token_embedding.weight' in state
     assert all(v.dtype == torch.float16 for v in state.values()
                if v.is_floating_point())
-    backbone = MODELS.build(dict(type='STOPCLIP', arch=script.ARCH,
-                                 num_frames=2, pretrained=out))
+    backbone = MODELS.build(
+        dict(type='STOPCLIP', arch=script.ARCH, num_frames=2, pretrained=out))
     backbone.init_weights()
     torch.testing.assert_close(backbone.clip.visual.proj,
                                state['visual.proj'].float())
@@ -47,8 +49,10 @@ def test_tiny_clip_script_short_run(load_tool, tmp_path):
 def test_tiny_videomamba_script_short_run(load_tool, tmp_path):
     script = load_tool('tools/pretrain/tiny_videomamba.py')
     out = str(tmp_path / 'vm.pth')
-    script.main([out, '--steps', '3', '--batch-size', '4',
-                 '--eval-clips', '8', '--log-interval', '1'])
+    script.main([
+        out, '--steps', '3', '--batch-size', '4', '--eval-clips', '8',
+        '--log-interval', '1'
+    ])
     info = read_json(str(tmp_path / 'vm.json'))
     assert info['sha256'] == sha256_file(out)
     assert info['val_clips'] == 8

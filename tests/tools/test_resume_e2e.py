@@ -22,8 +22,11 @@ TRAIN = osp.join(REPO_ROOT, 'tools', 'train.py')
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
-        str(tmp_path_factory.mktemp('demo')), num_classes=4,
-        train_per_class=4, val_per_class=2, seed=0)
+        str(tmp_path_factory.mktemp('demo')),
+        num_classes=4,
+        train_per_class=4,
+        val_per_class=2,
+        seed=0)
 
 
 def train_argv(demo, work, *extra):
@@ -35,15 +38,17 @@ def train_argv(demo, work, *extra):
         'default_hooks.checkpoint.interval=1',
         f'model.cls_head.class_names={demo["classnames_file"]}'
     ]
-    for loader, ann in (('train_dataloader', 'train_ann'),
-                        ('val_dataloader', 'val_ann')):
+    for loader, ann in (('train_dataloader', 'train_ann'), ('val_dataloader',
+                                                            'val_ann')):
         options += [
             f'{loader}.dataset.ann_file={demo[ann]}',
             f'{loader}.dataset.data_prefix.video={demo["video_dir"]}',
             f'{loader}.dataset.classnames_file={demo["classnames_file"]}',
         ]
-    return [sys.executable, TRAIN, CONFIG, '--work-dir', str(work), *extra,
-            '--cfg-options', *options]
+    return [
+        sys.executable, TRAIN, CONFIG, '--work-dir',
+        str(work), *extra, '--cfg-options', *options
+    ]
 
 
 def assert_identical(a, b, where=''):
@@ -71,7 +76,10 @@ def test_kill_then_resume_is_bit_identical(run_tool, demo, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
     with open(tmp_path / 'killed.log', 'w') as log:
         proc = subprocess.Popen(
-            train_argv(demo, killed), cwd=tmp_path, env=env, stdout=log,
+            train_argv(demo, killed),
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
             stderr=subprocess.STDOUT)
         deadline = time.time() + 300
         while not (killed / 'epoch_1.pth').exists():
@@ -82,8 +90,8 @@ def test_kill_then_resume_is_bit_identical(run_tool, demo, tmp_path):
         proc.wait()
     assert not (killed / 'epoch_2.pth').exists(), 'killed too late'
 
-    out = run_tool(train_argv(demo, killed, '--resume'),
-                   tmp_path / 'resumed.log')
+    out = run_tool(
+        train_argv(demo, killed, '--resume'), tmp_path / 'resumed.log')
     assert 'resuming from the newest intact checkpoint' in out
     assert 'restored the torch, numpy and Python random states' in out
 

@@ -20,7 +20,6 @@ from mmstop.registry import DATASETS, MODELS
 CONFIG = osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py')
 BATCH = 4
 
-
 # many small ops: one intra-op thread (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -33,8 +32,11 @@ def tool(load_tool):
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
-        str(tmp_path_factory.mktemp('demo')), num_classes=4,
-        train_per_class=1, val_per_class=1, seed=0)
+        str(tmp_path_factory.mktemp('demo')),
+        num_classes=4,
+        train_per_class=1,
+        val_per_class=1,
+        seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -50,8 +52,7 @@ def model_and_ckpt(tmp_path_factory):
             if p.requires_grad:
                 p.add_(0.01 * torch.randn_like(p))
     path = str(tmp_path_factory.mktemp('ckpt') / 'random_tiny.pth')
-    torch.save(dict(meta=dict(epoch=0), state_dict=model.state_dict()),
-               path)
+    torch.save(dict(meta=dict(epoch=0), state_dict=model.state_dict()), path)
     return model.eval(), cfg, path
 
 
@@ -59,8 +60,10 @@ def model_and_ckpt(tmp_path_factory):
 def embedded(tool, demo, model_and_ckpt, tmp_path_factory):
     _, _, ckpt = model_and_ckpt
     out = str(tmp_path_factory.mktemp('feats') / 'sub' / 'videos.pt')
-    tool.main(['embed', CONFIG, ckpt, demo['video_dir'], '--out', out,
-               '--batch-size', str(BATCH), '--device', 'cpu'])
+    tool.main([
+        'embed', CONFIG, ckpt, demo['video_dir'], '--out', out, '--batch-size',
+        str(BATCH), '--device', 'cpu'
+    ])
     return out
 
 
@@ -82,12 +85,13 @@ def test_embed_writes_features_of_the_folder(embedded, demo, model_and_ckpt):
     # the val videos form the second batch of 4 (sorted names): their
     # features equal the model's predict() on the config's test dataset
     ds_cfg = cfg.test_dataloader.dataset.to_dict()
-    ds_cfg.update(ann_file=demo['captions_val'],
-                  data_prefix=dict(video=demo['video_dir']))
+    ds_cfg.update(
+        ann_file=demo['captions_val'],
+        data_prefix=dict(video=demo['video_dir']))
     dataset = DATASETS.build(ds_cfg)
     batch = pseudo_collate([dataset[i] for i in range(4)])
-    assert [s.filename for s in batch['data_samples']] == [
-        osp.join(demo['video_dir'], n) for n in names[4:]]
+    assert [s.filename for s in batch['data_samples']
+            ] == [osp.join(demo['video_dir'], n) for n in names[4:]]
     with torch.no_grad():
         out = model.test_step(batch)
     want = F.normalize(torch.stack([o.video_feature for o in out]), dim=-1)
@@ -97,8 +101,8 @@ def test_embed_writes_features_of_the_folder(embedded, demo, model_and_ckpt):
 def test_query_prints_top_k_videos(tool, embedded, model_and_ckpt, capsys):
     model = model_and_ckpt[0]
     texts = ['the red square quickly moves up', 'a circle growing']
-    results = tool.main(['query', embedded, *texts, '--top-k', '3',
-                         '--device', 'cpu'])
+    results = tool.main(
+        ['query', embedded, *texts, '--top-k', '3', '--device', 'cpu'])
     out = capsys.readouterr().out
     data = torch.load(embedded, weights_only=False)
     ids = tool.text_tokenizer(Config.fromfile(CONFIG)).encode(texts)
@@ -108,8 +112,8 @@ def test_query_prints_top_k_videos(tool, embedded, model_and_ckpt, capsys):
     for text, ranked, row in zip(texts, results, scores):
         assert len(ranked) == 3
         order = torch.argsort(row, descending=True)[:3].tolist()
-        assert [name for name, _ in ranked] == [
-            data['files'][i] for i in order]
+        assert [name
+                for name, _ in ranked] == [data['files'][i] for i in order]
         assert [s for _, s in ranked] == pytest.approx(
             row[order].tolist(), abs=1e-5)
         assert f'query: {text!r}' in out
@@ -124,48 +128,66 @@ def test_query_video_stored_and_external(tool, embedded, demo, tmp_path,
     captions = tmp_path / 'captions.txt'
     captions.write_text('a red square moving up\n\na circle shrinking\n'
                         'something moves down\n')
-    ranked = tool.main(['query-video', embedded, 'val_0000.mp4',
-                        '--captions', str(captions), '--top-k', '2'])
+    ranked = tool.main([
+        'query-video', embedded, 'val_0000.mp4', '--captions',
+        str(captions), '--top-k', '2'
+    ])
     out = capsys.readouterr().out
     assert 'video: val_0000.mp4 (stored feature, batch size 4)' in out
     assert len(ranked) == 2
     assert ranked[0][1] >= ranked[1][1]
-    assert {c for c, _ in ranked} <= {'a red square moving up',
-                                      'a circle shrinking',
-                                      'something moves down'}
+    assert {c
+            for c, _ in ranked} <= {
+                'a red square moving up', 'a circle shrinking',
+                'something moves down'
+            }
     # the same video outside the folder is encoded alone, with a note
     other = tmp_path / 'copy.mp4'
     shutil.copy(osp.join(demo['video_dir'], 'val_0000.mp4'), other)
-    alone = tool.main(['query-video', embedded, str(other), '--captions',
-                       str(captions), '--top-k', '3'])
+    alone = tool.main([
+        'query-video', embedded,
+        str(other), '--captions',
+        str(captions), '--top-k', '3'
+    ])
     out = capsys.readouterr().out
     assert 'encoded alone, batch of 1' in out
     assert 'depend on the batch' in out
     assert len(alone) == 3
 
 
-def test_clear_errors(tool, embedded, demo, model_and_ckpt, tmp_path,
-                      capsys):
+def test_clear_errors(tool, embedded, demo, model_and_ckpt, tmp_path, capsys):
     ckpt = model_and_ckpt[2]
     empty = tmp_path / 'empty'
     empty.mkdir()
     cases = [
-        (['embed', CONFIG, ckpt, str(tmp_path / 'missing'), '--out', 'x.pt'],
-         'video folder .*missing does not exist'),
-        (['embed', CONFIG, ckpt, str(empty), '--out', 'x.pt'],
-         'no video files'),
-        (['embed', CONFIG, str(tmp_path / 'none.pth'), demo['video_dir'],
-          '--out', 'x.pt'], 'checkpoint .*none.pth does not exist'),
-        (['embed', str(tmp_path / 'nocfg.py'), ckpt, demo['video_dir'],
-          '--out', 'x.pt'], 'config file .*nocfg.py does not exist'),
-        (['query', str(tmp_path / 'none.pt'), 'text'],
-         'features file .*none.pt does not exist'),
-        (['query', embedded, 'text', '--checkpoint',
-          str(tmp_path / 'gone.pth')], 'checkpoint .*gone.pth does not'),
-        (['query-video', embedded, 'val_0000.mp4', '--captions',
-          str(tmp_path / 'nocaps.txt')], 'captions file .*nocaps.txt'),
-        (['query-video', embedded, 'nothere.mp4', '--captions',
-          demo['classnames_file']], 'nothere.mp4 is neither a file of the '
+        (['embed', CONFIG, ckpt,
+          str(tmp_path / 'missing'), '--out',
+          'x.pt'], 'video folder .*missing does not exist'),
+        (['embed', CONFIG, ckpt,
+          str(empty), '--out', 'x.pt'], 'no video files'),
+        ([
+            'embed', CONFIG,
+            str(tmp_path / 'none.pth'), demo['video_dir'], '--out', 'x.pt'
+        ], 'checkpoint .*none.pth does not exist'),
+        ([
+            'embed',
+            str(tmp_path / 'nocfg.py'), ckpt, demo['video_dir'], '--out',
+            'x.pt'
+        ], 'config file .*nocfg.py does not exist'),
+        (['query', str(tmp_path / 'none.pt'),
+          'text'], 'features file .*none.pt does not exist'),
+        ([
+            'query', embedded, 'text', '--checkpoint',
+            str(tmp_path / 'gone.pth')
+        ], 'checkpoint .*gone.pth does not'),
+        ([
+            'query-video', embedded, 'val_0000.mp4', '--captions',
+            str(tmp_path / 'nocaps.txt')
+        ], 'captions file .*nocaps.txt'),
+        ([
+            'query-video', embedded, 'nothere.mp4', '--captions',
+            demo['classnames_file']
+        ], 'nothere.mp4 is neither a file of the '
          'embedded folder'),
     ]
     for argv, pattern in cases:
@@ -186,8 +208,10 @@ def test_clear_errors(tool, embedded, demo, model_and_ckpt, tmp_path,
     bad.mkdir()
     (bad / 'broken.mp4').write_bytes(b'not a video')
     with pytest.raises(SystemExit):
-        tool.main(['embed', CONFIG, ckpt, str(bad), '--out',
-                   str(tmp_path / 'y.pt')])
+        tool.main(
+            ['embed', CONFIG, ckpt,
+             str(bad), '--out',
+             str(tmp_path / 'y.pt')])
     assert re.search('could not read video .*broken.mp4',
                      capsys.readouterr().err)
 
@@ -201,13 +225,15 @@ def test_embed_skips_and_lists_unreadable_files(tool, demo, model_and_ckpt,
     (folder / 'empty.mp4').write_bytes(b'')
     (folder / 'notes.avi').write_text('not a video')
     out = tmp_path / 'mixed.pt'
-    data = tool.main(['embed', CONFIG, model_and_ckpt[2], str(folder),
-                      '--out', str(out), '--batch-size', '2'])
+    data = tool.main([
+        'embed', CONFIG, model_and_ckpt[2],
+        str(folder), '--out',
+        str(out), '--batch-size', '2'
+    ])
     printed = capsys.readouterr().out
     assert data['files'] == ['val_0000.mp4', 'val_0001.mp4']
     assert data['video_features'].shape[0] == 2
-    assert [name for name, _ in data['skipped']] == ['empty.mp4',
-                                                     'notes.avi']
+    assert [name for name, _ in data['skipped']] == ['empty.mp4', 'notes.avi']
     assert 'skipped 2 of 4 video(s) that could not be read' in printed
     assert '  empty.mp4' in printed and '  notes.avi' in printed
     assert torch.load(out, weights_only=True)['files'] == data['files']
@@ -227,6 +253,8 @@ def test_cfg_options_rederive_variables(tool):
         osp.join(REPO_ROOT, 'configs', 'stop_clip_retrieval_demo.py'),
         dict(num_frames=4))
     assert cfg.model.backbone.num_frames == 4
-    samplers = [t for t in cfg.test_dataloader.dataset.pipeline
-                if t['type'] == 'SegmentSampleFrames']
+    samplers = [
+        t for t in cfg.test_dataloader.dataset.pipeline
+        if t['type'] == 'SegmentSampleFrames'
+    ]
     assert samplers and all(t['num_segments'] == 4 for t in samplers)

@@ -48,28 +48,33 @@ def colour_of(entry):
 def test_trained_briefly_it_ranks_the_queried_colour_first(
         run_tool, load_tool, tmp_path):
     demo = generate_demo_dataset(
-        str(tmp_path / 'data'), num_classes=6, train_per_class=16,
-        val_per_class=1, size=32, appearance='random', seed=0)
+        str(tmp_path / 'data'),
+        num_classes=6,
+        train_per_class=16,
+        val_per_class=1,
+        size=32,
+        appearance='random',
+        seed=0)
     options = []
     for loader, split in (('train_dataloader', 'train'),
-                          ('val_dataloader', 'val'),
-                          ('test_dataloader', 'val')):
+                          ('val_dataloader', 'val'), ('test_dataloader',
+                                                      'val')):
         options += [
             f'{loader}.dataset.ann_file={demo["captions_" + split]}',
             f'{loader}.dataset.data_prefix.video={demo["video_dir"]}',
         ]
     work = str(tmp_path / 'work')
     run_tool([
-        sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), CONFIG,
-        '--work-dir', work, '--cfg-options', 'train_cfg.val_interval=100',
-        *options
+        sys.executable,
+        osp.join(REPO_ROOT, 'tools', 'train.py'), CONFIG, '--work-dir', work,
+        '--cfg-options', 'train_cfg.val_interval=100', *options
     ], tmp_path / 'train.log')
     checkpoint = osp.join(work, 'epoch_5.pth')
 
     tool = load_tool('tools/retrieval_demo.py')
     features = str(tmp_path / 'videos.pt')
-    tool.main(['embed', CONFIG, checkpoint, demo['video_dir'], '--out',
-               features])
+    tool.main(
+        ['embed', CONFIG, checkpoint, demo['video_dir'], '--out', features])
     with open(demo['captions_train']) as f:
         entries = json.load(f)
     with open(demo['captions_val']) as f:
@@ -77,11 +82,11 @@ def test_trained_briefly_it_ranks_the_queried_colour_first(
     colours = {e['filename']: colour_of(e) for e in entries}
     queried = sorted(set(colours.values()))
     results = tool.main(['query', features] +
-                        [f'a {c} square' for c in queried] +
-                        ['--top-k', '5'])
-    hits = [colours[name] == colour
-            for colour, ranked in zip(queried, results)
-            for name, _ in ranked]
+                        [f'a {c} square' for c in queried] + ['--top-k', '5'])
+    hits = [
+        colours[name] == colour for colour, ranked in zip(queried, results)
+        for name, _ in ranked
+    ]
     precision = sum(hits) / len(hits)
     chance = max(list(colours.values()).count(c)
                  for c in queried) / len(colours)

@@ -10,9 +10,9 @@ from mmengine.runner import load_checkpoint
 
 from mmstop.registry import MODELS
 
-TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools',
-                'model_converters', 'ssp_official_to_mmstop.py')
-
+TOOL = osp.join(
+    osp.dirname(__file__), '..', '..', 'tools', 'model_converters',
+    'ssp_official_to_mmstop.py')
 
 # many small ops: one intra-op thread (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -25,12 +25,18 @@ def tool_main(*argv):
 def recognizer(num_frames=4, img_size=64, num_classes=5, ssp=True):
     init_default_scope('mmaction')
     return MODELS.build(
-        dict(type='Recognizer3D',
-             backbone=dict(type='VideoMamba', arch='tiny', img_size=img_size,
-                           num_frames=num_frames,
-                           ssp=dict() if ssp else None),
-             cls_head=dict(type='TimeSformerHead', num_classes=num_classes,
-                           in_channels=192)))
+        dict(
+            type='Recognizer3D',
+            backbone=dict(
+                type='VideoMamba',
+                arch='tiny',
+                img_size=img_size,
+                num_frames=num_frames,
+                ssp=dict() if ssp else None),
+            cls_head=dict(
+                type='TimeSformerHead',
+                num_classes=num_classes,
+                in_channels=192)))
 
 
 @pytest.fixture(scope='module')
@@ -53,23 +59,24 @@ def test_convert_official_ssp_checkpoint(tmp_path, official_sd, wrapper):
     model.load_state_dict(state, strict=True)  # every key, right shapes
     own = model.state_dict()
     for k, v in sd.items():
-        ours = ('cls_head.fc_cls.' + k[5:] if k.startswith('head.') else
-                'backbone.ssp.' + k if k.startswith(
-                    ('inner_prompt.', 'prompt_attentions.',
-                     'dynamic_scales.')) else 'backbone.' + k)
+        ours = ('cls_head.fc_cls.' +
+                k[5:] if k.startswith('head.') else 'backbone.ssp.' +
+                k if k.startswith(('inner_prompt.', 'prompt_attentions.',
+                                   'dynamic_scales.')) else 'backbone.' + k)
         assert torch.equal(own[ours], v), k
 
 
 def test_output_works_with_load_from(tmp_path, ssp_weights):
     """MMEngine's load_checkpoint (load_from / tools/test.py) reads the
     result; a published 8-frame video checkpoint is resized for 16 frames."""
-    sd = {k: ssp_weights.make_tensor(k, s) for k, s in
-          ssp_weights.published_keys('videomamba_t16_k400_f8_res224')}
+    sd = {
+        k: ssp_weights.make_tensor(k, s)
+        for k, s in ssp_weights.published_keys('videomamba_t16_k400_f8_res224')
+    }
     src, dst = tmp_path / 'k400.pth', tmp_path / 'mmstop.pth'
     torch.save(sd, src)
     tool_main(str(src), str(dst))
-    model = recognizer(num_frames=16, img_size=224, num_classes=400,
-                       ssp=False)
+    model = recognizer(num_frames=16, img_size=224, num_classes=400, ssp=False)
     load_checkpoint(model, str(dst), map_location='cpu', strict=True)
     assert torch.equal(model.cls_head.fc_cls.weight, sd['head.weight'])
     assert model.backbone.temporal_pos_embedding.shape == (1, 16, 192)
@@ -78,8 +85,12 @@ def test_output_works_with_load_from(tmp_path, ssp_weights):
 
 
 def test_unknown_keys_error_and_ignore_prefix(tmp_path, official_sd):
-    sd = {k: v for k, v in official_sd.items() if k.startswith(
-        ('layers.', 'norm_f', 'cls_token', 'pos_embed', 'patch_embed'))}
+    sd = {
+        k: v
+        for k, v in official_sd.items()
+        if k.startswith(('layers.', 'norm_f', 'cls_token', 'pos_embed',
+                         'patch_embed'))
+    }
     sd['distill_head.weight'] = torch.zeros(2)
     src, dst = tmp_path / 'official.pth', tmp_path / 'mmstop.pth'
     torch.save({'model': sd}, src)
@@ -103,13 +114,16 @@ def test_training_checkpoint_converts_and_empty_source_refused(
     import argparse
     src, dst = tmp_path / 'checkpoint-best.pth', tmp_path / 'mmstop.pth'
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
-    torch.save(dict(model=official_sd, optimizer=optimizer.state_dict(),
-                    epoch=9, scaler={'scale': 65536.0},
-                    args=argparse.Namespace(lr=5e-4, model='videomamba')),
-               src)
+    torch.save(
+        dict(
+            model=official_sd,
+            optimizer=optimizer.state_dict(),
+            epoch=9,
+            scaler={'scale': 65536.0},
+            args=argparse.Namespace(lr=5e-4, model='videomamba')), src)
     tool_main(str(src), str(dst))
-    assert len(torch.load(dst, weights_only=True)['state_dict']) == len(
-        official_sd)
+    assert len(torch.load(dst,
+                          weights_only=True)['state_dict']) == len(official_sd)
     assert f'converted {len(official_sd)} of {len(official_sd)} tensors' in (
         capsys.readouterr().out)
     torch.save({'model': {}}, src)

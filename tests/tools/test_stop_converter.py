@@ -30,9 +30,13 @@ def test_training_checkpoint_converts_safely(tmp_path, tool_main, capsys):
     state = official_state()
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
     src, dst = tmp_path / 'ckpt.pth.tar', tmp_path / 'out.pth'
-    torch.save(dict(state_dict=state, optimizer=optimizer.state_dict(),
-                    epoch=3, best=np.float64(47.7),
-                    args=argparse.Namespace(lr=1e-3)), src)
+    torch.save(
+        dict(
+            state_dict=state,
+            optimizer=optimizer.state_dict(),
+            epoch=3,
+            best=np.float64(47.7),
+            args=argparse.Namespace(lr=1e-3)), src)
     tool_main([str(src), str(dst)])
     out = torch.load(dst, weights_only=True)['state_dict']
     assert torch.equal(out['backbone.clip.visual.conv1.weight'],
@@ -47,21 +51,26 @@ def test_nothing_recognisable_writes_nothing(tmp_path, tool_main):
     with pytest.raises(SystemExit, match='no recognisable parameter'):
         tool_main([str(src), str(dst)])
     assert not dst.exists()
-    torch.save({'state_dict': {'layers.0.norm.weight': torch.ones(2),
-                               **official_state()}}, src)
-    with pytest.raises(SystemExit,
-                       match=r"1 of 5 key\(s\) .*\(4 recognised\).*"
-                       r"layers\.0\.norm\.weight"):
+    torch.save(
+        {
+            'state_dict': {
+                'layers.0.norm.weight': torch.ones(2),
+                **official_state()
+            }
+        }, src)
+    with pytest.raises(
+            SystemExit,
+            match=r"1 of 5 key\(s\) .*\(4 recognised\).*"
+            r"layers\.0\.norm\.weight"):
         tool_main([str(src), str(dst)])
     assert not dst.exists()
 
 
 def test_foreign_types_need_unsafe_load(tmp_path, tool_main):
     src, dst = tmp_path / 'src.pth', tmp_path / 'out.pth'
-    torch.save(dict(state_dict=official_state(),
-                    extra=fractions.Fraction(1, 3)), src)
-    with pytest.raises(SystemExit,
-                       match='fractions.Fraction.*--unsafe-load'):
+    torch.save(
+        dict(state_dict=official_state(), extra=fractions.Fraction(1, 3)), src)
+    with pytest.raises(SystemExit, match='fractions.Fraction.*--unsafe-load'):
         tool_main([str(src), str(dst)])
     assert not dst.exists()
     tool_main([str(src), str(dst), '--unsafe-load'])

@@ -101,8 +101,8 @@ def test_train_amp(train_tool, monkeypatch):
     assert cfg.optim_wrapper.dtype == 'float16'  # MMAction2's default
     cfg = base_cfg()
     cfg.optim_wrapper.type = 'MyWrapper'
-    with pytest.raises(SystemExit,
-                       match="custom optim_wrapper type 'MyWrapper'"):
+    with pytest.raises(
+            SystemExit, match="custom optim_wrapper type 'MyWrapper'"):
         train_cfg(train_tool, '--amp', cfg=cfg)
 
 
@@ -116,8 +116,8 @@ def test_train_amp_dtype(train_tool, monkeypatch):
     assert cfg.optim_wrapper.loss_scale == 1.0
     cfg = base_cfg()
     cfg.optim_wrapper.dtype = 'bfloat16'
-    assert train_cfg(train_tool, '--amp',
-                     cfg=cfg).optim_wrapper.dtype == 'bfloat16'
+    assert train_cfg(
+        train_tool, '--amp', cfg=cfg).optim_wrapper.dtype == 'bfloat16'
     # the command line wins
     cfg = base_cfg()
     cfg.amp_dtype = 'bfloat16'
@@ -129,8 +129,8 @@ def test_train_amp_dtype(train_tool, monkeypatch):
 
 
 def test_train_missing_config(train_tool, tmp_path):
-    with pytest.raises(SystemExit,
-                       match='config file .*nope.py does not exist'):
+    with pytest.raises(
+            SystemExit, match='config file .*nope.py does not exist'):
         train_tool.main([str(tmp_path / 'nope.py')])
 
 

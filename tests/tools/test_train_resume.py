@@ -11,8 +11,9 @@ def train_tool(load_tool):
 
 def resume_cfg(tool, work):
     from mmengine.config import Config
-    args = tool.parse_args(['configs/x.py', '--work-dir', str(work),
-                            '--resume'])
+    args = tool.parse_args(
+        ['configs/x.py', '--work-dir',
+         str(work), '--resume'])
     return tool.merge_args(Config(dict(train_cfg=dict(max_epochs=3))), args)
 
 

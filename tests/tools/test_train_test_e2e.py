@@ -35,18 +35,23 @@ def e2e_config():
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return generate_demo_dataset(
-        str(tmp_path_factory.mktemp('demo')), num_classes=4,
-        train_per_class=NUM_TRAIN // 4, val_per_class=NUM_VAL // 4, seed=0)
+        str(tmp_path_factory.mktemp('demo')),
+        num_classes=4,
+        train_per_class=NUM_TRAIN // 4,
+        val_per_class=NUM_VAL // 4,
+        seed=0)
 
 
 def data_options(demo):
     """--cfg-options pointing every dataloader at the demo dataset."""
     # validate every epoch; the head reads the class names too
-    options = ['train_cfg.val_interval=1',
-               f'model.cls_head.class_names={demo["classnames_file"]}']
+    options = [
+        'train_cfg.val_interval=1',
+        f'model.cls_head.class_names={demo["classnames_file"]}'
+    ]
     for loader, ann in (('train_dataloader', 'train_ann'),
-                        ('val_dataloader', 'val_ann'),
-                        ('test_dataloader', 'val_ann')):
+                        ('val_dataloader', 'val_ann'), ('test_dataloader',
+                                                        'val_ann')):
         prefix = f'{loader}.dataset.'
         options += [
             f'{prefix}ann_file={demo[ann]}',
@@ -75,8 +80,9 @@ def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
     work = str(tmp_path / 'work')
     # --cfg-options: 1 epoch instead of the config's 3, demo data paths
     out = run_tool([
-        sys.executable, tool('train.py'), e2e_config, '--work-dir', work,
-        '--cfg-options', 'train_cfg.max_epochs=1', *data_options(demo)
+        sys.executable,
+        tool('train.py'), e2e_config, '--work-dir', work, '--cfg-options',
+        'train_cfg.max_epochs=1', *data_options(demo)
     ], tmp_path / 'train.log')
     assert 'Epoch(val) [1]' in out
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
@@ -87,9 +93,9 @@ def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
 
     # --resume (auto): continues from epoch_1.pth with its optimizer state
     out = run_tool([
-        sys.executable, tool('train.py'), e2e_config, '--work-dir', work,
-        '--resume', '--cfg-options', 'train_cfg.max_epochs=2',
-        *data_options(demo)
+        sys.executable,
+        tool('train.py'), e2e_config, '--work-dir', work, '--resume',
+        '--cfg-options', 'train_cfg.max_epochs=2', *data_options(demo)
     ], tmp_path / 'resume.log')
     assert 'resuming from the newest intact checkpoint' in out
     assert 'resumed epoch: 1' in out
@@ -107,15 +113,17 @@ def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
     for scheduler in second['param_schedulers']:
         assert scheduler['_global_step'] == step
     warm, total = 0.1 * epochs * iters_per_epoch, epochs * iters_per_epoch
-    expected = 1e-8 + (base_lr - 1e-8) * 0.5 * (
-        1 + math.cos(math.pi * (step - warm) / (total - warm)))
+    expected = 1e-8 + (base_lr - 1e-8) * 0.5 * (1 + math.cos(math.pi *
+                                                             (step - warm) /
+                                                             (total - warm)))
     lrs = [g['lr'] for g in second['optimizer']['param_groups']]
     assert lrs == pytest.approx([expected] * len(lrs))
 
     # tools/test.py CONFIG CHECKPOINT --dump
     dump = str(tmp_path / 'test' / 'predictions.pkl')
     out = run_tool([
-        sys.executable, tool('test.py'), e2e_config,
+        sys.executable,
+        tool('test.py'), e2e_config,
         osp.join(work, 'epoch_2.pth'), '--work-dir',
         str(tmp_path / 'test'), '--dump', dump, '--cfg-options',
         *data_options(demo)
@@ -132,9 +140,12 @@ def test_train_resume_test(run_tool, e2e_config, demo, tmp_path):
 def test_dist_train_two_processes_gloo(run_tool, e2e_config, demo, tmp_path):
     work = str(tmp_path / 'work')
     out = run_tool([
-        'bash', tool('dist_train.sh'), e2e_config, '2', '--work-dir', work,
+        'bash',
+        tool('dist_train.sh'), e2e_config, '2', '--work-dir', work,
         '--cfg-options', 'train_cfg.max_epochs=1', *data_options(demo)
-    ], tmp_path / 'dist_train.log', PORT=str(free_port()))
+    ],
+                   tmp_path / 'dist_train.log',
+                   PORT=str(free_port()))
     assert 'Distributed training: True' in out
     assert 'GPU number: 2' in out  # MMEngine's wording for the world size
     ckpt = load_ckpt(osp.join(work, 'epoch_1.pth'))

@@ -39,8 +39,12 @@ def malicious(tmp_path):
     marker = tmp_path / 'PWNED'
     path = tmp_path / 'malicious.pth'
     state = {'weight': torch.zeros(2), 'evil': Payload(marker)}
-    torch.save(dict(state_dict=state, model=state, format='x',
-                    video_features=torch.zeros(1, 2)), path)
+    torch.save(
+        dict(
+            state_dict=state,
+            model=state,
+            format='x',
+            video_features=torch.zeros(1, 2)), path)
     assert not marker.exists()
     return str(path), marker
 
@@ -62,8 +66,12 @@ def _mmengine_load_checkpoint(path, load_tool):  # MMEngine Pretrained init
 
 def _videomamba_pretrained(path, load_tool):
     from mmstop.models.backbones import VideoMamba
-    VideoMamba(arch=dict(embed_dims=16, depth=1), img_size=16, patch_size=8,
-               num_frames=2, pretrained=path).init_weights()
+    VideoMamba(
+        arch=dict(embed_dims=16, depth=1),
+        img_size=16,
+        patch_size=8,
+        num_frames=2,
+        pretrained=path).init_weights()
 
 
 def _clip_pretrained(path, load_tool):
@@ -101,11 +109,13 @@ def _safe_torch_load(path, load_tool):
     safe_torch_load(path)
 
 
-@pytest.mark.parametrize('load', [
-    _safe_torch_load, _load_from, _mmengine_load_checkpoint,
-    _videomamba_pretrained, _clip_pretrained, _stop_converter,
-    _ssp_converter, _retrieval_features, _retrieval_checkpoint
-], ids=lambda f: f.__name__.strip('_'))
+@pytest.mark.parametrize(
+    'load', [
+        _safe_torch_load, _load_from, _mmengine_load_checkpoint,
+        _videomamba_pretrained, _clip_pretrained, _stop_converter,
+        _ssp_converter, _retrieval_features, _retrieval_checkpoint
+    ],
+    ids=lambda f: f.__name__.strip('_'))
 def test_malicious_pickle_never_runs(malicious, load, load_tool):
     path, marker = malicious
     init_default_scope('mmaction')
@@ -121,9 +131,14 @@ def test_mmengine_checkpoint_types_load_but_not_getattr(tmp_path):
     hub = MessageHub('hub')
     hub.update_scalar('train/loss', 1.5)
     hub.update_info('eta', np.float64(3.0))
-    ckpt = dict(message_hub=hub.state_dict(), meta=dict(
-        seed=0, arr=np.arange(3), dt=np.dtype('f4'),
-        args=argparse.Namespace(lr=0.1)), state_dict={'w': torch.ones(2)})
+    ckpt = dict(
+        message_hub=hub.state_dict(),
+        meta=dict(
+            seed=0,
+            arr=np.arange(3),
+            dt=np.dtype('f4'),
+            args=argparse.Namespace(lr=0.1)),
+        state_dict={'w': torch.ones(2)})
     path = tmp_path / 'mmengine.pth'
     torch.save(ckpt, path)
     # HistoryBuffer.__getstate__ pickles its statistics methods through
@@ -148,11 +163,11 @@ def test_mmengine_checkpoint_types_load_but_not_getattr(tmp_path):
         safe_torch_load(str(path))
     # other classes are refused, full unpickling on request loads them
     torch.save({'c': fractions.Fraction(1, 3)}, path)
-    with pytest.raises(UnsafeCheckpointError,
-                       match="fractions.Fraction.*unsafe://"):
+    with pytest.raises(
+            UnsafeCheckpointError, match="fractions.Fraction.*unsafe://"):
         safe_torch_load(str(path))
-    assert safe_torch_load(str(path), unsafe=True)['c'] == fractions.Fraction(
-        1, 3)
+    assert safe_torch_load(
+        str(path), unsafe=True)['c'] == fractions.Fraction(1, 3)
 
 
 def test_corrupt_files_are_named(tmp_path):
@@ -200,8 +215,7 @@ def test_checked_load_allows_listed_keys():
     model = Net()
     head = model.head.weight.clone()
     result = load_state_dict_checked(model, state, allow_mismatch=[r'head\.'])
-    assert [m[0] for m in result['mismatched']] == ['head.weight',
-                                                    'head.bias']
+    assert [m[0] for m in result['mismatched']] == ['head.weight', 'head.bias']
     assert torch.equal(model.head.weight, head)  # kept its init
     assert torch.equal(model.backbone.weight, source.backbone.weight)
 
@@ -210,8 +224,10 @@ def test_resume_skips_truncated_latest(tmp_path, monkeypatch):
     work = tmp_path / 'work'
     work.mkdir()
     for step in (1, 2, 3):
-        torch.save({'step': step, 'w': torch.zeros(100)},
-                   work / f'epoch_{step}.pth')
+        torch.save({
+            'step': step,
+            'w': torch.zeros(100)
+        }, work / f'epoch_{step}.pth')
     latest = work / 'epoch_3.pth'
     latest.write_bytes(latest.read_bytes()[:200])  # killed mid-write
     (work / 'last_checkpoint').write_text(str(latest))
@@ -241,8 +257,8 @@ def test_malicious_pickle_over_http_never_runs(malicious, tmp_path,
     thread.start()
     try:
         url = f'http://127.0.0.1:{server.server_port}/malicious.pth'
-        with pytest.raises(UnsafeCheckpointError,
-                           match=r'malicious\.pth.*open'):
+        with pytest.raises(
+                UnsafeCheckpointError, match=r'malicious\.pth.*open'):
             _load_checkpoint(url, map_location='cpu')
         # open-mmlab:// and torchvision:// reach MMEngine's http loader
         # through its module global, which is the safe one too
@@ -344,20 +360,23 @@ def test_torchscript_archive_with_foreign_global_refused(tmp_path):
                     pickle.dumps({'w': Payload(marker)}, protocol=2))
         zf.writestr('archive/constants.pkl', pickle.dumps((), protocol=2))
         zf.writestr('archive/version', '3\n')
-    with pytest.raises(UnsafeCheckpointError,
-                       match=r"archive\.pt.*'(builtins|io)\.open'"):
+    with pytest.raises(
+            UnsafeCheckpointError,
+            match=r"archive\.pt.*'(builtins|io)\.open'"):
         safe_torch_load(str(path))
     assert not marker.exists(), 'the pickled code ran'
 
 
-@pytest.mark.parametrize('data', [
-    b'\x80\x02c__torch__\nM\n)\x81.',  # a module object never BUILT
-    b'\x80\x02ccollections\nOrderedDict\n)R}b.',  # BUILD of a dict
-    b'\x80\x02K\x01.',  # not a module
-    b'\x80\x02c__torch__\nM\n)\x81}X\x01\x00\x00\x00w(X\x07\x00\x00\x00'
-    b'storageq\x00tQsb.',  # a malformed storage record
-    b'\x80\x02c__torch__\nM',  # truncated
-])
+@pytest.mark.parametrize(
+    'data',
+    [
+        b'\x80\x02c__torch__\nM\n)\x81.',  # a module object never BUILT
+        b'\x80\x02ccollections\nOrderedDict\n)R}b.',  # BUILD of a dict
+        b'\x80\x02K\x01.',  # not a module
+        b'\x80\x02c__torch__\nM\n)\x81}X\x01\x00\x00\x00w(X\x07\x00\x00\x00'
+        b'storageq\x00tQsb.',  # a malformed storage record
+        b'\x80\x02c__torch__\nM',  # truncated
+    ])
 def test_torchscript_archive_malformed_pickles(tmp_path, data):
     """Malformed archives are CorruptCheckpointError naming the file."""
     import zipfile
@@ -404,18 +423,82 @@ def test_torchscript_archive_object_graphs_end(tmp_path, monkeypatch, graph):
 
 
 @pytest.mark.parametrize('wrapped, kwargs, expected', [
-    ({'w': 1}, {}, {'w': 1}),
-    ({'state_dict': {'module.w': 1}, 'meta': {}}, {}, {'w': 1}),
-    ({'model': {'w': 1}, 'epoch': 3}, {}, {'w': 1}),
-    ({'module': {'w': 1}}, {}, {'w': 1}),
-    ({'state_dict': {'model': {'w': 1}}}, {}, {'w': 1}),
-    ({'model': {'a': 1}, 'state_dict': {'b': 2}}, {}, {'b': 2}),
-    ({'model': {'a': 1}, 'state_dict': {'b': 2}},
-     dict(wrappers=('model', 'state_dict')), {'a': 1}),
-    ({'model': 'vit', 'w': 1}, {}, {'model': 'vit', 'w': 1}),
-    ({'module.clip.w': 1, 'clip.v': 2},
-     dict(prefixes=('module.', 'clip.')), {'w': 1, 'v': 2}),
-    ({'backbone.w': 1}, dict(prefixes=()), {'backbone.w': 1}),
+    ({
+        'w': 1
+    }, {}, {
+        'w': 1
+    }),
+    ({
+        'state_dict': {
+            'module.w': 1
+        },
+        'meta': {}
+    }, {}, {
+        'w': 1
+    }),
+    ({
+        'model': {
+            'w': 1
+        },
+        'epoch': 3
+    }, {}, {
+        'w': 1
+    }),
+    ({
+        'module': {
+            'w': 1
+        }
+    }, {}, {
+        'w': 1
+    }),
+    ({
+        'state_dict': {
+            'model': {
+                'w': 1
+            }
+        }
+    }, {}, {
+        'w': 1
+    }),
+    ({
+        'model': {
+            'a': 1
+        },
+        'state_dict': {
+            'b': 2
+        }
+    }, {}, {
+        'b': 2
+    }),
+    ({
+        'model': {
+            'a': 1
+        },
+        'state_dict': {
+            'b': 2
+        }
+    }, dict(wrappers=('model', 'state_dict')), {
+        'a': 1
+    }),
+    ({
+        'model': 'vit',
+        'w': 1
+    }, {}, {
+        'model': 'vit',
+        'w': 1
+    }),
+    ({
+        'module.clip.w': 1,
+        'clip.v': 2
+    }, dict(prefixes=('module.', 'clip.')), {
+        'w': 1,
+        'v': 2
+    }),
+    ({
+        'backbone.w': 1
+    }, dict(prefixes=()), {
+        'backbone.w': 1
+    }),
 ])
 def test_unwrap_state_dict(wrapped, kwargs, expected):
     from mmstop.utils.checkpoint import unwrap_state_dict
@@ -426,9 +509,13 @@ def test_unwrap_state_dict_errors_name_the_source():
     from mmstop.utils.checkpoint import CheckpointError, unwrap_state_dict
     with pytest.raises(CheckpointError, match='x.pth holds a list'):
         unwrap_state_dict([1], source='x.pth')
-    with pytest.raises(CheckpointError,
-                       match=r"x.pth: not a state dict.*\['epoch'\]"):
-        unwrap_state_dict({'w': torch.ones(1), 'epoch': 3}, source='x.pth',
+    with pytest.raises(
+            CheckpointError, match=r"x.pth: not a state dict.*\['epoch'\]"):
+        unwrap_state_dict({
+            'w': torch.ones(1),
+            'epoch': 3
+        },
+                          source='x.pth',
                           tensors_only=True)
     looped = {}
     looped['model'] = looped  # a self-referencing pickle ends, too

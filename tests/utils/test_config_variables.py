@@ -36,8 +36,12 @@ def child(tmp_path):
 
 def test_override_rederives_fields_in_every_file_of_the_chain(child):
     cfg = Config.fromfile(child)
-    cfg.merge_from_dict({'num_classes': 6, 'size': 48,
-                         'model.head.in_channels': 16, 'work_dir': 'other'})
+    cfg.merge_from_dict({
+        'num_classes': 6,
+        'size': 48,
+        'model.head.in_channels': 16,
+        'work_dir': 'other'
+    })
     cfg.launcher = 'none'  # a key the file does not have (as tools add)
     resolved = resolve_config(cfg)
     model = resolved.model

@@ -54,8 +54,7 @@ import sys
 import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs',
-                          'ssp_videomamba_m16_ucf101.py')
+DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'ssp_videomamba_m16_ucf101.py')
 IMPLS = ('fast', 'reference')
 MODES = ('forward', 'train')
 
@@ -64,44 +63,75 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', default=DEFAULT_CONFIG,
-                        help='SSP config whose model is measured')
-    parser.add_argument('--arch', default=None,
-                        help="backbone arch override ('tiny', 'small', "
-                        "'middle'); default: the config's")
-    parser.add_argument('--size', type=int, default=224,
-                        help='frame size H = W (default 224)')
-    parser.add_argument('--frames', type=int, default=8,
-                        help='frames T (default 8)')
-    parser.add_argument('--batch', type=int, default=1,
-                        help='clips per call (default 1)')
-    parser.add_argument('--impls', nargs='+', choices=IMPLS,
-                        default=list(IMPLS), help='scan implementations')
-    parser.add_argument('--modes', nargs='+', choices=MODES,
-                        default=list(MODES), help='what to measure')
-    parser.add_argument('--repeats', type=int, default=3,
-                        help='timed calls per measurement (default 3)')
-    parser.add_argument('--warmup', type=int, default=1,
-                        help='untimed calls first (default 1)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch intra-op threads (also OMP_NUM_THREADS '
-                        'of the workers); default: torch\'s default')
-    parser.add_argument('--flush-denormal', action='store_true',
-                        help='torch.set_flush_denormal(True) in the workers '
-                        '(denormal floats are slow on x86 CPUs; see '
-                        'docs/benchmarks.md)')
-    parser.add_argument('--timeout', type=float, default=3600,
-                        help='seconds per measurement before it is reported '
-                        'as timed out (default 3600)')
-    parser.add_argument('--max-rss-gib', type=float, default=None,
-                        help='stop a measurement whose resident memory '
-                        'passes this many GiB (default: half the machine\'s '
-                        'RAM); the reference scan\'s autograd needs about '
-                        '20 GiB for one SSP-M train step at 224 px')
-    parser.add_argument('--json', default=None,
-                        help='also write all results to this JSON file')
-    parser.add_argument('--worker', nargs=2, metavar=('IMPL', 'MODE'),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--config',
+        default=DEFAULT_CONFIG,
+        help='SSP config whose model is measured')
+    parser.add_argument(
+        '--arch',
+        default=None,
+        help="backbone arch override ('tiny', 'small', "
+        "'middle'); default: the config's")
+    parser.add_argument(
+        '--size', type=int, default=224, help='frame size H = W (default 224)')
+    parser.add_argument(
+        '--frames', type=int, default=8, help='frames T (default 8)')
+    parser.add_argument(
+        '--batch', type=int, default=1, help='clips per call (default 1)')
+    parser.add_argument(
+        '--impls',
+        nargs='+',
+        choices=IMPLS,
+        default=list(IMPLS),
+        help='scan implementations')
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        choices=MODES,
+        default=list(MODES),
+        help='what to measure')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=3,
+        help='timed calls per measurement (default 3)')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=1,
+        help='untimed calls first (default 1)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch intra-op threads (also OMP_NUM_THREADS '
+        'of the workers); default: torch\'s default')
+    parser.add_argument(
+        '--flush-denormal',
+        action='store_true',
+        help='torch.set_flush_denormal(True) in the workers '
+        '(denormal floats are slow on x86 CPUs; see '
+        'docs/benchmarks.md)')
+    parser.add_argument(
+        '--timeout',
+        type=float,
+        default=3600,
+        help='seconds per measurement before it is reported '
+        'as timed out (default 3600)')
+    parser.add_argument(
+        '--max-rss-gib',
+        type=float,
+        default=None,
+        help='stop a measurement whose resident memory '
+        'passes this many GiB (default: half the machine\'s '
+        'RAM); the reference scan\'s autograd needs about '
+        '20 GiB for one SSP-M train step at 224 px')
+    parser.add_argument(
+        '--json',
+        default=None,
+        help='also write all results to this JSON file')
+    parser.add_argument(
+        '--worker', nargs=2, metavar=('IMPL', 'MODE'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ('size', 'frames', 'batch', 'repeats'):
         if getattr(args, name) < 1:
@@ -129,8 +159,8 @@ def _reset_peak_rss():
 
 def build_model(args, impl):
     import warnings
-    warnings.filterwarnings('ignore',
-                            message='Fail to import ``MultiScaleDeform')
+    warnings.filterwarnings(
+        'ignore', message='Fail to import ``MultiScaleDeform')
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
@@ -140,7 +170,9 @@ def build_model(args, impl):
     cfg = Config.fromfile(args.config)
     model_cfg = cfg.model
     model_cfg.backbone.update(
-        num_frames=args.frames, img_size=args.size, scan_impl=impl,
+        num_frames=args.frames,
+        img_size=args.size,
+        scan_impl=impl,
         pretrained=None)
     if args.arch is not None:
         from mmstop.models.backbones import VideoMamba
@@ -186,8 +218,8 @@ def worker(args):
     import torch
     import torch.nn.functional as F
     impl, mode = args.worker
-    limit = (args.max_rss_gib * 2**20 if args.max_rss_gib else
-             _mem_total_kib() / 2)
+    limit = (
+        args.max_rss_gib * 2**20 if args.max_rss_gib else _mem_total_kib() / 2)
     _start_rss_guard(limit)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -210,7 +242,10 @@ def worker(args):
     else:
         model.train()
         optimizer = torch.optim.AdamW(
-            trainable, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+            trainable,
+            lr=1e-3,
+            betas=(0.9, 0.999),
+            eps=1e-8,
             weight_decay=0.05)
 
         def call():
@@ -257,8 +292,11 @@ def worker(args):
 # --------------------------------------------------------------------------
 def _git(*cmd):
     try:
-        return subprocess.run(['git', *cmd], cwd=REPO_ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        return subprocess.run(['git', *cmd],
+                              cwd=REPO_ROOT,
+                              text=True,
+                              capture_output=True,
+                              check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return 'unknown'
 
@@ -280,25 +318,36 @@ def machine_info():
         cores=os.cpu_count(),
         python=platform.python_version(),
         commit=_git('rev-parse', '--short', 'HEAD'),
-        selective_scan_py='modified (uncommitted)' if scan_dirty else
-        'as committed')
+        selective_scan_py='modified (uncommitted)'
+        if scan_dirty else 'as committed')
 
 
 def run_worker(args, impl, mode, argv):
     env = dict(os.environ, HF_HUB_OFFLINE='1')
     if args.threads:
         env['OMP_NUM_THREADS'] = str(args.threads)
-    cmd = [sys.executable, osp.abspath(__file__), *argv, '--worker', impl,
-           mode]
+    cmd = [
+        sys.executable,
+        osp.abspath(__file__), *argv, '--worker', impl, mode
+    ]
     load_before = os.getloadavg()
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, text=True,
-                              capture_output=True, timeout=args.timeout)
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        return dict(impl=impl, mode=mode, error=f'timed out after '
-                    f'{args.timeout:.0f} s', load_before=load_before,
-                    load_after=os.getloadavg())
+        return dict(
+            impl=impl,
+            mode=mode,
+            error=f'timed out after '
+            f'{args.timeout:.0f} s',
+            load_before=load_before,
+            load_after=os.getloadavg())
     wall = time.perf_counter() - start
     result, over = None, None
     for line in proc.stdout.splitlines():
@@ -312,11 +361,17 @@ def run_worker(args, impl, mode, argv):
                      f'{over} (--max-rss-gib)')
         else:
             error = f'worker exited with {proc.returncode}'
-        return dict(impl=impl, mode=mode, load_before=load_before,
-                    load_after=os.getloadavg(), error=error,
-                    log_tail=(proc.stdout + proc.stderr)[-2000:])
-    result.update(load_before=load_before, load_after=os.getloadavg(),
-                  process_wall_s=wall)
+        return dict(
+            impl=impl,
+            mode=mode,
+            load_before=load_before,
+            load_after=os.getloadavg(),
+            error=error,
+            log_tail=(proc.stdout + proc.stderr)[-2000:])
+    result.update(
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        process_wall_s=wall)
     return result
 
 
@@ -332,15 +387,16 @@ def main(argv=None):
         return None
     import torch  # only for the version string
     info = machine_info()
-    info.update(torch=torch.__version__,
-                command='python tools/analysis/benchmark.py ' + ' '.join(argv))
+    info.update(
+        torch=torch.__version__,
+        command='python tools/analysis/benchmark.py ' + ' '.join(argv))
     print(f'# SSP end to end on CPU: {info["cpu"]} ({info["cores"]} cores), '
           f'Python {info["python"]}, torch {info["torch"]}, commit '
           f'{info["commit"]} (selective_scan.py {info["selective_scan_py"]})')
     print(f'# {info["command"]}')
     print(f'# input [{args.batch}, 3, {args.frames}, {args.size}, '
-          f'{args.size}], config {osp.relpath(args.config, REPO_ROOT)}'
-          + (f', arch {args.arch}' if args.arch else '') +
+          f'{args.size}], config {osp.relpath(args.config, REPO_ROOT)}' +
+          (f', arch {args.arch}' if args.arch else '') +
           f'; median of {args.repeats} after {args.warmup} warm-up; '
           f'denormals {"flushed" if args.flush_denormal else "kept"}')
     results = []
@@ -351,9 +407,11 @@ def main(argv=None):
             if 'error' in res:
                 print(f'# {impl} {mode}: {res["error"]}', flush=True)
             else:
-                print(f'# {impl} {mode}: {res["median_s"]:.3f} s '
-                      f'(load {_load(res["load_before"])} -> '
-                      f'{_load(res["load_after"])})', flush=True)
+                print(
+                    f'# {impl} {mode}: {res["median_s"]:.3f} s '
+                    f'(load {_load(res["load_before"])} -> '
+                    f'{_load(res["load_after"])})',
+                    flush=True)
     ok = [r for r in results if 'error' not in r]
     if ok:
         r0 = ok[0]
@@ -378,8 +436,8 @@ def main(argv=None):
               f'{_load(r["load_after"])} |')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(info=info, args=vars(args), results=results), f,
-                      indent=1)
+            json.dump(
+                dict(info=info, args=vars(args), results=results), f, indent=1)
     return results
 
 

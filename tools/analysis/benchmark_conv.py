@@ -39,29 +39,28 @@ from mmstop.models.utils.conv import _conv3d_fft, uses_fft
 # patches, width 64, 8 frames, batch 4).
 # name, input [B, C_in, T, H, W], kernel [C_out, C_in, kT, kH, kW], padding
 SHAPES = [
-    ('intra conv 3->9, 224px', (1, 3, 12, 224, 224), (9, 3, 3, 11, 11),
-     (1, 5, 5)),
-    ('intra conv 9->9, 224px', (1, 9, 12, 224, 224), (9, 9, 3, 11, 11),
-     (1, 5, 5)),
+    ('intra conv 3->9, 224px', (1, 3, 12, 224, 224), (9, 3, 3, 11, 11), (1, 5,
+                                                                         5)),
+    ('intra conv 9->9, 224px', (1, 9, 12, 224, 224), (9, 9, 3, 11, 11), (1, 5,
+                                                                         5)),
     ('intra conv 9->16, 224px', (1, 9, 12, 224, 224), (16, 9, 3, 11, 11),
      (1, 5, 5)),
     ('intra scorer 3->1, 224px', (1, 3, 12, 224, 224), (1, 3, 5, 11, 11),
      (2, 5, 5)),
-    ('inter conv 1->9, 49x768', (1, 1, 12, 49, 768), (9, 1, 3, 15, 25),
-     (1, 7, 12)),
-    ('inter conv 9->1, 49x768', (1, 9, 12, 49, 768), (1, 9, 3, 15, 25),
-     (1, 7, 12)),
+    ('inter conv 1->9, 49x768', (1, 1, 12, 49, 768), (9, 1, 3, 15, 25), (1, 7,
+                                                                         12)),
+    ('inter conv 9->1, 49x768', (1, 9, 12, 49, 768), (1, 9, 3, 15, 25), (1, 7,
+                                                                         12)),
     ('inter scorer 1->1, 49x768', (1, 1, 12, 49, 768), (1, 1, 5, 11, 11),
      (2, 5, 5)),
     ('demo intra 3->9', (4, 3, 8, 32, 32), (9, 3, 3, 5, 5), (1, 2, 2)),
     ('demo intra 9->9', (4, 9, 8, 32, 32), (9, 9, 3, 5, 5), (1, 2, 2)),
     ('demo intra 9->16', (4, 9, 8, 32, 32), (16, 9, 3, 5, 5), (1, 2, 2)),
-    ('demo intra scorer 3->1', (4, 3, 8, 32, 32), (1, 3, 3, 5, 5),
-     (1, 2, 2)),
+    ('demo intra scorer 3->1', (4, 3, 8, 32, 32), (1, 3, 3, 5, 5), (1, 2, 2)),
     ('demo inter 1->9', (4, 1, 8, 16, 64), (9, 1, 3, 15, 25), (1, 7, 12)),
     ('demo inter 9->1', (4, 9, 8, 16, 64), (1, 9, 3, 15, 25), (1, 7, 12)),
-    ('demo inter scorer 1->1', (4, 1, 8, 16, 64), (1, 1, 5, 11, 11),
-     (2, 5, 5)),
+    ('demo inter scorer 1->1', (4, 1, 8, 16, 64), (1, 1, 5, 11, 11), (2, 5,
+                                                                      5)),
 ]
 
 
@@ -170,10 +169,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--model', default=None,
-                        help='a STOP recognition config: time the model')
-    parser.add_argument('--batch-size', type=int, default=None,
-                        help='with --model: instead of the config\'s')
+    parser.add_argument(
+        '--model',
+        default=None,
+        help='a STOP recognition config: time the model')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='with --model: instead of the config\'s')
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -194,8 +198,9 @@ def main(argv=None):
             outs = {}
             for label, fn in (('direct', direct), ('fft', fft)):
                 run(fn, x, w, pad, backward)  # warm-up
-                runs = [run(fn, x, w, pad, backward)
-                        for _ in range(args.repeats)]
+                runs = [
+                    run(fn, x, w, pad, backward) for _ in range(args.repeats)
+                ]
                 times[label] = statistics.median(t for t, _ in runs)
                 outs[label] = runs[0][1]
             diff = float((outs['direct'] - outs['fft']).abs().max() /

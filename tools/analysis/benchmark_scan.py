@@ -90,8 +90,8 @@ def _call(impl, inputs, backward, grad_out):
     from mmstop.models.ops import selective_scan
     if not backward:
         with torch.no_grad():
-            return selective_scan(**inputs, delta_softplus=True,
-                                  impl=impl), None
+            return selective_scan(
+                **inputs, delta_softplus=True, impl=impl), None
     leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.items()}
     out = selective_scan(**leaves, delta_softplus=True, impl=impl)
     out.backward(grad_out)
@@ -163,32 +163,48 @@ def max_abs(a, b):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        '--sizes', nargs='+', type=parse_size,
+        '--sizes',
+        nargs='+',
+        type=parse_size,
         default=[parse_size(k) for k in SIZES],
         help=f'presets {sorted(SIZES)} or "B,E,L,S" (default: all presets)')
-    parser.add_argument('--impl', default='fast',
-                        choices=['fast', 'triton', 'mamba_ssm', 'reference'],
-                        help='implementation measured (default fast)')
-    parser.add_argument('--baseline', default='reference',
-                        choices=['reference', 'fast', 'triton', 'mamba_ssm'],
-                        help='what it is compared with (default reference)')
+    parser.add_argument(
+        '--impl',
+        default='fast',
+        choices=['fast', 'triton', 'mamba_ssm', 'reference'],
+        help='implementation measured (default fast)')
+    parser.add_argument(
+        '--baseline',
+        default='reference',
+        choices=['reference', 'fast', 'triton', 'mamba_ssm'],
+        help='what it is compared with (default reference)')
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--ref-repeats', type=int, default=None,
-                        help='repeats for the baseline (default: --repeats)')
+    parser.add_argument(
+        '--ref-repeats',
+        type=int,
+        default=None,
+        help='repeats for the baseline (default: --repeats)')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
-    parser.add_argument('--modes', nargs='+', default=['fwd', 'fwd+bwd'],
-                        choices=['fwd', 'fwd+bwd'])
-    parser.add_argument('--no-memory', action='store_true',
-                        help='skip the subprocess memory measurements')
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        default=['fwd', 'fwd+bwd'],
+        choices=['fwd', 'fwd+bwd'])
+    parser.add_argument(
+        '--no-memory',
+        action='store_true',
+        help='skip the subprocess memory measurements')
     parser.add_argument('--json', default=None, help='also write results here')
     # internal: memory measurement in a fresh process
     parser.add_argument('--child-impl', help=argparse.SUPPRESS)
-    parser.add_argument('--child-size', help=argparse.SUPPRESS,
-                        type=lambda s: tuple(int(v) for v in s.split(',')))
-    parser.add_argument('--child-bwd', action='store_true',
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--child-size',
+        help=argparse.SUPPRESS,
+        type=lambda s: tuple(int(v) for v in s.split(',')))
+    parser.add_argument(
+        '--child-bwd', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_impl:
         return child_memory(args)
@@ -199,15 +215,16 @@ def main(argv=None):
     ref_repeats = args.ref_repeats or args.repeats
     base, impl_name = args.baseline, args.impl
     cpu = platform.processor() or platform.machine()
-    where = (torch.cuda.get_device_name(0) if args.device == 'cuda' else
-             f'{args.threads} thread(s), {os.cpu_count()} CPUs ({cpu})')
+    where = (
+        torch.cuda.get_device_name(0) if args.device == 'cuda' else
+        f'{args.threads} thread(s), {os.cpu_count()} CPUs ({cpu})')
     print(f'torch {torch.__version__}, {where}, load average at start '
           f'{os.getloadavg()[0]:.2f}')
     print(f'{impl_name} against {base} on {args.device}: median (min) '
           f'wall-clock of {args.repeats} runs ({ref_repeats} for {base}) '
-          f'after {args.warmup} warm-up; memory = peak extra '
-          + ('CUDA memory of one call' if args.device == 'cuda' else
-             'RSS of one call in a fresh process'))
+          f'after {args.warmup} warm-up; memory = peak extra ' +
+          ('CUDA memory of one call' if args.device ==
+           'cuda' else 'RSS of one call in a fresh process'))
     print(f'wall ms: median (min) wall-clock; cpu ms: median process CPU '
           f'time (all threads); speed-up = {base} / {impl_name}')
     header = (f'{"size B,E,L,S":<28} {"mode":<8} {"base wall ms":>18} '
@@ -221,14 +238,20 @@ def main(argv=None):
         grad_out = torch.randn(inputs['u'].shape, device=args.device)
         for mode in args.modes:
             bwd = mode == 'fwd+bwd'
-            row = dict(size=name, shape=size, mode=mode, threads=args.threads,
-                       device=args.device, impl=impl_name, baseline=base)
+            row = dict(
+                size=name,
+                shape=size,
+                mode=mode,
+                threads=args.threads,
+                device=args.device,
+                impl=impl_name,
+                baseline=base)
             outs = {}
             for key, impl in (('baseline', base), ('impl', impl_name)):
                 reps = ref_repeats if key == 'baseline' else args.repeats
                 med, best, cpu = time_calls(
-                    lambda: run_once(impl, inputs, bwd, grad_out),
-                    args.warmup, reps)
+                    lambda: run_once(impl, inputs, bwd, grad_out), args.warmup,
+                    reps)
                 row[f'{key}_median_ms'] = med * 1e3
                 row[f'{key}_min_ms'] = best * 1e3
                 row[f'{key}_cpu_median_ms'] = cpu * 1e3
@@ -243,19 +266,22 @@ def main(argv=None):
             row['max_abs_out'] = o_ref.abs().max().item()
             if bwd:
                 row['max_abs_diff_grad'] = {
-                    k: max_abs(g_fast[k], g_ref[k]) for k in g_ref}
+                    k: max_abs(g_fast[k], g_ref[k])
+                    for k in g_ref
+                }
                 row['max_abs_grad'] = {
-                    k: g_ref[k].abs().max().item() for k in g_ref}
-            row['speedup'] = row['baseline_median_ms'] / row[
-                'impl_median_ms']
+                    k: g_ref[k].abs().max().item()
+                    for k in g_ref
+                }
+            row['speedup'] = row['baseline_median_ms'] / row['impl_median_ms']
             row['speedup_cpu'] = row['baseline_cpu_median_ms'] / row[
                 'impl_cpu_median_ms']
             diff = row['max_abs_diff_out']
             rel = diff / row['max_abs_out']
             if bwd:
                 rel = max([rel] + [
-                    row['max_abs_diff_grad'][k] / max(row['max_abs_grad'][k],
-                                                      1e-30)
+                    row['max_abs_diff_grad'][k] /
+                    max(row['max_abs_grad'][k], 1e-30)
                     for k in row['max_abs_grad']
                 ])
             row['max_rel_diff'] = rel
@@ -266,13 +292,14 @@ def main(argv=None):
                                                  row['baseline_min_ms'])
             fast_t = '{:>7.1f} ({:>6.1f})'.format(row['impl_median_ms'],
                                                   row['impl_min_ms'])
-            print(f'{name + " " + str(size):<28} {mode:<8} {ref_t} {fast_t}'
-                  f' {row["speedup"]:>8.1f}x'
-                  f' {row["baseline_cpu_median_ms"]:>8.1f}'
-                  f' {row["impl_cpu_median_ms"]:>8.1f}'
-                  f' {row["speedup_cpu"]:>8.1f}x {mem} {diff:>9.1e}'
-                  f' {rel:>9.1e}',
-                  flush=True)
+            print(
+                f'{name + " " + str(size):<28} {mode:<8} {ref_t} {fast_t}'
+                f' {row["speedup"]:>8.1f}x'
+                f' {row["baseline_cpu_median_ms"]:>8.1f}'
+                f' {row["impl_cpu_median_ms"]:>8.1f}'
+                f' {row["speedup_cpu"]:>8.1f}x {mem} {diff:>9.1e}'
+                f' {rel:>9.1e}',
+                flush=True)
             results.append(row)
     print(f'load average at end {os.getloadavg()[0]:.2f}')
     if 'fwd+bwd' in args.modes:

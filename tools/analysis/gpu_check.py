@@ -92,29 +92,52 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out', default='work_dirs/gpu_check/gpu_check.md',
-                        help='markdown report (a .json is written beside)')
-    parser.add_argument('--device', default='cuda', choices=['cuda', 'cpu'],
-                        help='cpu: a dry run of the tool at demo sizes')
-    parser.add_argument('--sections', nargs='+', choices=SECTIONS,
-                        default=list(SECTIONS))
-    parser.add_argument('--quick', action='store_true',
-                        help='demo-size models, batch 2, small scan, 2 '
-                        'epochs')
-    parser.add_argument('--batches', type=int, nargs='+', default=None,
-                        help='throughput batch sizes (default 8 32; quick: '
-                        '2)')
-    parser.add_argument('--epochs', type=int, default=None,
-                        help='epochs per training run (default 5; quick: 2)')
-    parser.add_argument('--repeats', type=int, default=None,
-                        help='timed steps per measurement (default 5; '
-                        'quick: 2)')
-    parser.add_argument('--train-configs', nargs='+', default=None,
-                        metavar='CONFIG',
-                        help='train only these demo configs (file names, '
-                        'default: all of the train section)')
-    parser.add_argument('--timeout', type=float, default=900,
-                        help='seconds per subprocess (default 900)')
+    parser.add_argument(
+        '--out',
+        default='work_dirs/gpu_check/gpu_check.md',
+        help='markdown report (a .json is written beside)')
+    parser.add_argument(
+        '--device',
+        default='cuda',
+        choices=['cuda', 'cpu'],
+        help='cpu: a dry run of the tool at demo sizes')
+    parser.add_argument(
+        '--sections', nargs='+', choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='demo-size models, batch 2, small scan, 2 '
+        'epochs')
+    parser.add_argument(
+        '--batches',
+        type=int,
+        nargs='+',
+        default=None,
+        help='throughput batch sizes (default 8 32; quick: '
+        '2)')
+    parser.add_argument(
+        '--epochs',
+        type=int,
+        default=None,
+        help='epochs per training run (default 5; quick: 2)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=None,
+        help='timed steps per measurement (default 5; '
+        'quick: 2)')
+    parser.add_argument(
+        '--train-configs',
+        nargs='+',
+        default=None,
+        metavar='CONFIG',
+        help='train only these demo configs (file names, '
+        'default: all of the train section)')
+    parser.add_argument(
+        '--timeout',
+        type=float,
+        default=900,
+        help='seconds per subprocess (default 900)')
     args = parser.parse_args(argv)
     quick = args.quick
     args.batches = args.batches or ([2] if quick else [8, 32])
@@ -143,17 +166,29 @@ def run_pytest(label, pytest_args, env, timeout):
     with tempfile.TemporaryDirectory() as tmp:
         xml = osp.join(tmp, 'report.xml')
         # the slow tests too (pytest.ini deselects them by default)
-        cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-               '-m', 'slow or not slow', f'--junitxml={xml}', *pytest_args]
+        cmd = [
+            sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+            '-m', 'slow or not slow', f'--junitxml={xml}', *pytest_args
+        ]
         start = time.time()
         try:
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=timeout,
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                cmd,
+                cwd=REPO_ROOT,
+                env=env,
+                timeout=timeout,
+                capture_output=True,
+                text=True)
             tail = (proc.stdout + proc.stderr)[-3000:]
         except subprocess.TimeoutExpired:
-            return dict(label=label, error=f'timed out after {timeout} s',
-                        passed=0, failed=0, skipped=0, failures=[],
-                        seconds=time.time() - start)
+            return dict(
+                label=label,
+                error=f'timed out after {timeout} s',
+                passed=0,
+                failed=0,
+                skipped=0,
+                failures=[],
+                seconds=time.time() - start)
         counts = dict(passed=0, failed=0, skipped=0)
         failures = []
         if osp.isfile(xml):
@@ -167,8 +202,12 @@ def run_pytest(label, pytest_args, env, timeout):
                     failures.append(name)
                 else:
                     counts['passed'] += 1
-    res = dict(label=label, **counts, failures=failures,
-               seconds=time.time() - start, returncode=proc.returncode)
+    res = dict(
+        label=label,
+        **counts,
+        failures=failures,
+        seconds=time.time() - start,
+        returncode=proc.returncode)
     if proc.returncode not in (0, 5) or counts['failed']:
         res['error'] = tail
     return res
@@ -182,18 +221,18 @@ def section_tests(args):
         run_pytest('Triton scan checks + GPU suite (test_cuda.py)',
                    list(TEST_FILES), env, args.timeout)
     ]
-    parity = os.environ.get(
-        'MMSTOP_PARITY_DIR', osp.join(REPO_ROOT, '..', 'shared', 'parity'))
+    parity = os.environ.get('MMSTOP_PARITY_DIR',
+                            osp.join(REPO_ROOT, '..', 'shared', 'parity'))
     if all(osp.isdir(osp.join(parity, k)) for k in ('stop', 'ssp')):
         runs.append(
-            run_pytest(f'golden parity on CUDA ({parity})',
-                       list(PARITY_SELECTION),
-                       child_env(MMSTOP_TEST_DEVICE='cuda',
-                                 MMSTOP_PARITY_DIR=parity), args.timeout))
+            run_pytest(
+                f'golden parity on CUDA ({parity})', list(PARITY_SELECTION),
+                child_env(MMSTOP_TEST_DEVICE='cuda', MMSTOP_PARITY_DIR=parity),
+                args.timeout))
     else:
-        runs.append(dict(label='golden parity on CUDA', skipped=(
-            f'golden data not found at {parity} (set MMSTOP_PARITY_DIR); '
-            'CUDA == CPU above still holds')))
+        reason = (f'golden data not found at {parity} (set '
+                  'MMSTOP_PARITY_DIR); CUDA == CPU above still holds')
+        runs.append(dict(label='golden parity on CUDA', skipped=reason))
     return dict(runs=runs)
 
 
@@ -230,10 +269,15 @@ def judge_losses(rows):
     falling = len(epochs) > 1 and last < first
     why = ('' if finite and falling else
            'non-finite loss' if not finite else 'loss did not fall')
-    return dict(ok=finite and falling, iterations=len(rows),
-                epochs=len(epochs), first_epoch_loss=first,
-                last_epoch_loss=last, finite=finite, falling=falling,
-                why=why)
+    return dict(
+        ok=finite and falling,
+        iterations=len(rows),
+        epochs=len(epochs),
+        first_epoch_loss=first,
+        last_epoch_loss=last,
+        finite=finite,
+        falling=falling,
+        why=why)
 
 
 def section_train(args):
@@ -251,27 +295,37 @@ def section_train(args):
             if '--amp' in extra and args.device != 'cuda':
                 continue  # MMEngine's AmpOptimWrapper needs a GPU
             cfg_path = osp.join(REPO_ROOT, 'configs', config)
-            work_dir = osp.join(
-                tmp, f'{config[:-3]}_{label.replace(" ", "_")}')
+            work_dir = osp.join(tmp,
+                                f'{config[:-3]}_{label.replace(" ", "_")}')
             options = demo_options(cfg_path, data_root) + [
                 f'train_cfg.max_epochs={args.epochs}',
                 f'train_cfg.val_interval={args.epochs + 1}',  # no validation
                 'default_hooks.logger.interval=1',
             ]
-            cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'),
-                   cfg_path, '--work-dir', work_dir, *extra,
-                   '--cfg-options', *options]
-            env = child_env(CUDA_VISIBLE_DEVICES=os.environ.get(
-                'CUDA_VISIBLE_DEVICES', '0') if args.device == 'cuda' else '')
+            cmd = [
+                sys.executable,
+                osp.join(REPO_ROOT, 'tools', 'train.py'), cfg_path,
+                '--work-dir', work_dir, *extra, '--cfg-options', *options
+            ]
+            env = child_env(
+                CUDA_VISIBLE_DEVICES=os.environ.get('CUDA_VISIBLE_DEVICES', '0'
+                                                    ) if args.device ==
+                'cuda' else '')
             start = time.time()
             res = dict(config=config, precision=label)
             try:
-                proc = subprocess.run(cmd, cwd=tmp, env=env,
-                                      timeout=args.timeout,
-                                      capture_output=True, text=True)
+                proc = subprocess.run(
+                    cmd,
+                    cwd=tmp,
+                    env=env,
+                    timeout=args.timeout,
+                    capture_output=True,
+                    text=True)
                 if proc.returncode != 0:
-                    res.update(ok=False, why=f'exit {proc.returncode}',
-                               error=(proc.stdout + proc.stderr)[-3000:])
+                    res.update(
+                        ok=False,
+                        why=f'exit {proc.returncode}',
+                        error=(proc.stdout + proc.stderr)[-3000:])
                 else:
                     res.update(judge_losses(read_losses(work_dir)))
             except subprocess.TimeoutExpired:
@@ -324,8 +378,7 @@ def measure_train(model, batch, dtype, device, warmup, repeats):
     inputs = torch.randn(batch, 1, *clip_shape(model), device=device)
     samples = [
         ActionDataSample().set_gt_label(
-            torch.tensor(i % num_classes, device=device))
-        for i in range(batch)
+            torch.tensor(i % num_classes, device=device)) for i in range(batch)
     ]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -346,8 +399,9 @@ def measure_train(model, batch, dtype, device, warmup, repeats):
         sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() / 2**30
-            if device == 'cuda' else None)
+    peak = (
+        torch.cuda.max_memory_allocated() /
+        2**30 if device == 'cuda' else None)
     return statistics.median(times), peak, float(loss.detach())
 
 
@@ -359,13 +413,20 @@ def section_throughput(args):
         trainable = sum(p.numel() for p in model.parameters()
                         if p.requires_grad)
         for batch in args.batches:
-            row = dict(model=name, config=config, precision=f'amp {dtype}',
-                       batch=batch, trainable=trainable)
+            row = dict(
+                model=name,
+                config=config,
+                precision=f'amp {dtype}',
+                batch=batch,
+                trainable=trainable)
             try:
                 sec, peak, loss = measure_train(model, batch, dtype,
                                                 args.device, 2, args.repeats)
-                row.update(seconds=sec, clips_per_s=batch / sec,
-                           peak_gib=peak, loss=loss)
+                row.update(
+                    seconds=sec,
+                    clips_per_s=batch / sec,
+                    peak_gib=peak,
+                    loss=loss)
             except torch.cuda.OutOfMemoryError:
                 row.update(error='out of memory')
             rows.append(row)
@@ -386,8 +447,8 @@ def section_scan(args):
     size = QUICK_SCAN_SIZE if args.quick else SCAN_SIZE
     impls = ['fast']
     if args.device == 'cuda':
-        impls = ['triton'] + (['mamba_ssm'] if _mamba_ssm_scan_fn() else
-                              []) + impls
+        impls = ['triton'
+                 ] + (['mamba_ssm'] if _mamba_ssm_scan_fn() else []) + impls
     batch, channels, length, state = size
     g = torch.Generator().manual_seed(0)
     a_log = torch.log(torch.arange(1, state + 1, dtype=torch.float32))
@@ -404,8 +465,10 @@ def section_scan(args):
     def timed(fn):
         row = {}
         for mode in ('forward', 'forward+backward'):
-            x = {k: v.to(args.device).requires_grad_(mode != 'forward')
-                 for k, v in base.items()}
+            x = {
+                k: v.to(args.device).requires_grad_(mode != 'forward')
+                for k, v in base.items()
+            }
             times = []
             for i in range(1 + args.repeats):
                 sync(args.device)
@@ -428,8 +491,9 @@ def section_scan(args):
         return rows
 
     rows = ratios([
-        dict(impl=impl, **timed(
-            lambda impl=impl, **kw: selective_scan(**kw, impl=impl)))
+        dict(
+            impl=impl,
+            **timed(lambda impl=impl, **kw: selective_scan(**kw, impl=impl)))
         for impl in impls
     ])
     sweep = []
@@ -438,14 +502,17 @@ def section_scan(args):
             selective_scan_triton
         for chunk, block_e, warps in TRITON_SWEEP:
             sweep.append(
-                dict(impl=f'triton chunk {chunk}, block_e {block_e}, '
-                     f'{warps} warps',
-                     **timed(lambda c=chunk, b=block_e, w=warps, **kw:
-                             selective_scan_triton(chunk=c, block_e=b,
-                                                   num_warps=w, **kw))))
+                dict(
+                    impl=f'triton chunk {chunk}, block_e {block_e}, '
+                    f'{warps} warps',
+                    **timed(lambda c=chunk, b=block_e, w=warps, **kw:
+                            selective_scan_triton(
+                                chunk=c, block_e=b, num_warps=w, **kw))))
         ratios(sweep)
-    return dict(size=dict(batch=batch, channels=channels, length=length,
-                          state=state), rows=rows, sweep=sweep)
+    return dict(
+        size=dict(batch=batch, channels=channels, length=length, state=state),
+        rows=rows,
+        sweep=sweep)
 
 
 # --------------------------------------------------------------------------
@@ -461,8 +528,10 @@ def fmt(value, digits=3):
 
 def environment(device):
     import torch
-    env = dict(python=platform.python_version(), torch=torch.__version__,
-               device=device)
+    env = dict(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        device=device)
     try:
         import triton
         env['triton'] = triton.__version__
@@ -483,11 +552,13 @@ def environment(device):
 
 
 def render(report):
-    lines = ['# mmstop GPU check', '',
-             f"Command: `{report['command']}`  ",
-             f"Date: {report['date']}, total {report['seconds']:.0f} s  ",
-             'Environment: ' + ', '.join(f'{k} {v}' for k, v in
-                                         report['environment'].items()), '']
+    lines = [
+        '# mmstop GPU check', '', f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}, total {report['seconds']:.0f} s  ",
+        'Environment: ' + ', '.join(f'{k} {v}'
+                                    for k, v in report['environment'].items()),
+        ''
+    ]
     res = report['results']
     if 'tests' in res:
         lines += ['## Tests on the device', '']
@@ -495,8 +566,10 @@ def render(report):
         if 'skipped' in t:
             lines += [f"Skipped: {t['skipped']}", '']
         else:
-            lines += ['| suite | passed | failed | skipped | s |',
-                      '|---|---|---|---|---|']
+            lines += [
+                '| suite | passed | failed | skipped | s |',
+                '|---|---|---|---|---|'
+            ]
             for r in t['runs']:
                 if 'skipped' in r and 'passed' not in r:
                     lines.append(f"| {r['label']} | skipped: {r['skipped']}"
@@ -510,10 +583,12 @@ def render(report):
                 lines += ['', 'Failed: ' + ', '.join(fails)]
             lines.append('')
     if 'train' in res:
-        lines += ['## Training the demo configs', '',
-                  '| config | precision | iterations | first-epoch loss | '
-                  'last-epoch loss | finite | falling | s |',
-                  '|---|---|---|---|---|---|---|---|']
+        lines += [
+            '## Training the demo configs', '',
+            '| config | precision | iterations | first-epoch loss | '
+            'last-epoch loss | finite | falling | s |',
+            '|---|---|---|---|---|---|---|---|'
+        ]
         for r in res['train']['runs']:
             lines.append(
                 f"| {r['config']} | {r['precision']} | "
@@ -524,11 +599,13 @@ def render(report):
                 f"{r['seconds']:.0f} |")
         lines.append('')
     if 'throughput' in res:
-        lines += ['## Training throughput', '',
-                  'One step = forward + loss + backward + AdamW step on the '
-                  'trainable tensors, random weights.', '',
-                  '| model | precision | trainable | batch | clips/s | '
-                  's/step | peak GiB |', '|---|---|---|---|---|---|---|']
+        lines += [
+            '## Training throughput', '',
+            'One step = forward + loss + backward + AdamW step on the '
+            'trainable tensors, random weights.', '',
+            '| model | precision | trainable | batch | clips/s | '
+            's/step | peak GiB |', '|---|---|---|---|---|---|---|'
+        ]
         for r in res['throughput']['rows']:
             if 'error' in r:
                 lines.append(f"| {r['model']} | {r['precision']} | "
@@ -542,18 +619,22 @@ def render(report):
         lines.append('')
     if 'scan' in res:
         s = res['scan']['size']
-        lines += ['## Selective scan alone', '',
-                  f"batch {s['batch']}, channels {s['channels']}, length "
-                  f"{s['length']}, state {s['state']}, fp32 inputs, "
-                  'delta_softplus, D, z and delta_bias on.', '',
-                  '| impl | forward s | x fastest | forward+backward s | '
-                  'x fastest |', '|---|---|---|---|---|']
+        lines += [
+            '## Selective scan alone', '',
+            f"batch {s['batch']}, channels {s['channels']}, length "
+            f"{s['length']}, state {s['state']}, fp32 inputs, "
+            'delta_softplus, D, z and delta_bias on.', '',
+            '| impl | forward s | x fastest | forward+backward s | '
+            'x fastest |', '|---|---|---|---|---|'
+        ]
         for rows in (res['scan']['rows'], res['scan']['sweep']):
             if rows is res['scan']['sweep'] and rows:
-                lines += ['', 'Triton launch settings (x fastest among '
-                          'these):', '', '| settings | forward s | x fastest '
-                          '| forward+backward s | x fastest |',
-                          '|---|---|---|---|---|']
+                lines += [
+                    '', 'Triton launch settings (x fastest among '
+                    'these):', '', '| settings | forward s | x fastest '
+                    '| forward+backward s | x fastest |',
+                    '|---|---|---|---|---|'
+                ]
             for r in rows:
                 lines.append(f"| {r['impl']} | {fmt(r['forward'])} | "
                              f"{r['forward / fastest']:.2f} | "
@@ -582,21 +663,27 @@ def main(argv=None):
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     start = time.time()
     results = {}
-    steps = dict(tests=section_tests, train=section_train,
-                 throughput=section_throughput, scan=section_scan)
+    steps = dict(
+        tests=section_tests,
+        train=section_train,
+        throughput=section_throughput,
+        scan=section_scan)
     for name in SECTIONS:
         if name in args.sections:
             t0 = time.time()
             print(f'[gpu_check] {name} ...', flush=True)
             results[name] = steps[name](args)
-            print(f'[gpu_check] {name} done in {time.time() - t0:.0f} s',
-                  flush=True)
+            print(
+                f'[gpu_check] {name} done in {time.time() - t0:.0f} s',
+                flush=True)
     report = dict(
-        command='python ' + ' '.join([osp.relpath(__file__, REPO_ROOT)] +
-                                     (argv if argv is not None else
-                                      sys.argv[1:])),
-        date=time.strftime('%Y-%m-%d %H:%M'), seconds=time.time() - start,
-        environment=environment(args.device), results=results,
+        command='python ' +
+        ' '.join([osp.relpath(__file__, REPO_ROOT)] +
+                 (argv if argv is not None else sys.argv[1:])),
+        date=time.strftime('%Y-%m-%d %H:%M'),
+        seconds=time.time() - start,
+        environment=environment(args.device),
+        results=results,
         ok=overall_ok(results))
     text = render(report)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

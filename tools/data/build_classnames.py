@@ -74,15 +74,20 @@ def from_sthv2_labels(path: str) -> List[str]:
             index = int(index)
         except (TypeError, ValueError):
             raise ValueError(
-                f'{path}: id of {template!r} is not an integer: {index!r}') from None
+                f'{path}: id of {template!r} is not an integer: {index!r}'
+            ) from None
         if index in ids:
             raise ValueError(f'{path}: id {index} repeats ({template!r})')
-        ids[index] = ' '.join(template.replace('[', '').replace(']', '').split())
+        ids[index] = ' '.join(
+            template.replace('[', '').replace(']', '').split())
     return _ordered(ids, 0, path)
 
 
-READERS = {'ucf101': from_class_index, 'hmdb51': from_class_index,
-           'sthv2': from_sthv2_labels}
+READERS = {
+    'ucf101': from_class_index,
+    'hmdb51': from_class_index,
+    'sthv2': from_sthv2_labels
+}
 
 
 def main(argv=None):

@@ -15,8 +15,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmstop.datasets.demo import (DEMO_CLASSES,  # noqa: E402
-                                  generate_demo_dataset)
+from mmstop.datasets.demo import (
+    DEMO_CLASSES,  # noqa: E402
+    generate_demo_dataset)
 
 
 def parse_args(argv=None):

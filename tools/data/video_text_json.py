@@ -23,8 +23,9 @@ def read_list(path: str) -> List[str]:
 
 def filter_missing(entries: List[dict], video_root: str) -> List[dict]:
     """Drop entries whose video file is not under ``video_root``."""
-    kept = [e for e in entries if osp.exists(osp.join(video_root,
-                                                      e['filename']))]
+    kept = [
+        e for e in entries if osp.exists(osp.join(video_root, e['filename']))
+    ]
     if len(kept) != len(entries):
         print(f'dropped {len(entries) - len(kept)} of {len(entries)} videos '
               f'not found under {video_root}')

@@ -38,9 +38,11 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)  # a checkout's mmstop, installed or not
 
+# yapf: disable
 from mmstop.utils.checkpoint import (UNSAFE_LOAD_HELP,  # noqa: E402
                                      CheckpointError, read_converter_source,
                                      write_converted_checkpoint)
+# yapf: enable
 
 
 def parse_args(argv=None):
@@ -69,8 +71,7 @@ def main(argv=None):
         sys.exit(f'error: source checkpoint not found: {args.src}')
     try:
         source = unwrap_official_ssp(
-            read_converter_source(args.src, args.unsafe_load),
-            source=args.src)
+            read_converter_source(args.src, args.unsafe_load), source=args.src)
         state = convert_official_ssp(
             source, ignore_prefixes=args.ignore_prefix, source=args.src)
         write_converted_checkpoint(state, args.src, args.dst,

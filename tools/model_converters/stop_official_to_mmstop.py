@@ -29,9 +29,11 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if osp.isdir(osp.join(REPO_ROOT, 'mmstop')) and REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)  # a checkout's mmstop, installed or not
 
+# yapf: disable
 from mmstop.utils.checkpoint import (UNSAFE_LOAD_HELP,  # noqa: E402
                                      CheckpointError, read_converter_source,
                                      write_converted_checkpoint)
+# yapf: enable
 
 
 def parse_args(argv=None):
@@ -40,7 +42,8 @@ def parse_args(argv=None):
     parser.add_argument('src', help='official checkpoint or state dict')
     parser.add_argument('dst', help='output mmstop checkpoint')
     parser.add_argument(
-        '--prefix', default='backbone.',
+        '--prefix',
+        default='backbone.',
         help="prefix of the STOP backbone in the mmstop model "
         "(default 'backbone.'; use '' for a bare STOPCLIP)")
     parser.add_argument(

@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+# yapf: disable
 from mmstop.datasets.shape_captions import (HELD_OUT_PAIRS,  # noqa: E402
                                             ShapeCaptionDataset,
                                             colour_shape_pairs,
@@ -55,12 +56,21 @@ from mmstop.utils.fileio import atomic_torch_save  # noqa: E402
 from mmstop.utils.pretraining import (provenance, sha256_file,  # noqa: E402
                                       split_decay, to_normalised_tensor,
                                       warmup_cosine_lr, write_json)
+# yapf: enable
 
 #: The tiny CLIP (``arch`` of ``STOPCLIP`` and ``build_open_clip``).
 ARCH = dict(
-    embed_dims=128, image_size=32, patch_size=8, vision_width=128,
-    vision_layers=4, vision_heads=4, context_length=32, vocab_size=49408,
-    text_width=64, text_heads=2, text_layers=4)
+    embed_dims=128,
+    image_size=32,
+    patch_size=8,
+    vision_width=128,
+    vision_layers=4,
+    vision_heads=4,
+    context_length=32,
+    vocab_size=49408,
+    text_width=64,
+    text_heads=2,
+    text_layers=4)
 #: CLIP's normalisation on 0-255 pixels (the STOP configs' preprocessor).
 CLIP_MEAN = (122.770938, 116.7460125, 104.09373615)
 CLIP_STD = (68.5005327, 66.6321579, 70.32316305)
@@ -70,21 +80,32 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('out', help='checkpoint path (.pth); the provenance '
-                        'goes to the same path with .json')
+    parser.add_argument(
+        'out',
+        help='checkpoint path (.pth); the provenance '
+        'goes to the same path with .json')
     parser.add_argument('--steps', type=int, default=3000)
     parser.add_argument('--batch-size', type=int, default=128)
-    parser.add_argument('--group-size', type=int, default=4,
-                        help='hard-negative groups: consecutive pairs that '
-                        'differ in one attribute (ShapeCaptionDataset)')
+    parser.add_argument(
+        '--group-size',
+        type=int,
+        default=4,
+        help='hard-negative groups: consecutive pairs that '
+        'differ in one attribute (ShapeCaptionDataset)')
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--weight-decay', type=float, default=0.)
     parser.add_argument('--warmup-steps', type=int, default=100)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads (results depend on it slightly)')
-    parser.add_argument('--eval-images', type=int, default=400,
-                        help='images per evaluation split')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (results depend on it slightly)')
+    parser.add_argument(
+        '--eval-images',
+        type=int,
+        default=400,
+        help='images per evaluation split')
     parser.add_argument('--log-interval', type=int, default=100)
     return parser.parse_args(argv)
 
@@ -118,8 +139,8 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
     logits = logit_scale.exp().clamp(max=100) * image_features @ \
         text_features.t()
     target = torch.arange(logits.shape[0])
-    return 0.5 * (F.cross_entropy(logits, target) +
-                  F.cross_entropy(logits.t(), target))
+    return 0.5 * (
+        F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
 @torch.no_grad()
@@ -138,18 +159,23 @@ def zero_shot_eval(clip, tokenizer: TokenizeText, num_images: int,
         encode_text(clip, tokenizer.encode(zero_shot_prompts(pairs))), dim=-1)
     metrics = {}
     for split, key in (('held_out', 'held_out'), ('train', 'seen')):
-        data = ShapeCaptionDataset(num_images, image_size=ARCH['image_size'],
-                                   split=split, seed=seed + 1)
+        data = ShapeCaptionDataset(
+            num_images,
+            image_size=ARCH['image_size'],
+            split=split,
+            seed=seed + 1)
         items = [data[i] for i in range(len(data))]
         feats = []
         for start in range(0, len(items), 200):
-            batch = images_to_tensor([it['img'] for it in
-                                      items[start:start + 200]])
+            batch = images_to_tensor(
+                [it['img'] for it in items[start:start + 200]])
             feats.append(F.normalize(clip.encode_image(batch), dim=-1))
         scores = torch.cat(feats) @ text.t()
         target = torch.tensor([
-            pairs.index((it['attributes']['colour'],
-                         it['attributes']['shape'])) for it in items])
+            pairs.index(
+                (it['attributes']['colour'], it['attributes']['shape']))
+            for it in items
+        ])
         pred = scores.argmax(dim=1)
         metrics[f'{key}_top1'] = (pred == target).float().mean().item()
         colour_of = torch.tensor([colours.index(c) for c, _ in pairs])
@@ -169,33 +195,41 @@ def zero_shot_eval(clip, tokenizer: TokenizeText, num_images: int,
 
 
 @torch.no_grad()
-def attribute_matching(clip, tokenizer: TokenizeText, num_images: int,
-                       seed: int, group_size: int = 4) -> Dict[str, float]:
+def attribute_matching(clip,
+                       tokenizer: TokenizeText,
+                       num_images: int,
+                       seed: int,
+                       group_size: int = 4) -> Dict[str, float]:
     """Per attribute, how often an image picks its own caption among the
     ``group_size`` captions of images that differ from it only in that
     attribute (new hard-negative groups of the ``'train'`` pairs; chance
     ``1 / group_size`` for attributes with at least that many values)."""
-    data = ShapeCaptionDataset(num_images - num_images % group_size,
-                               image_size=ARCH['image_size'], split='train',
-                               seed=seed + 1, group_size=group_size)
+    data = ShapeCaptionDataset(
+        num_images - num_images % group_size,
+        image_size=ARCH['image_size'],
+        split='train',
+        seed=seed + 1,
+        group_size=group_size)
     hits: Dict[str, List[float]] = {}
     for start in range(0, len(data), group_size):
         items = [data[start + j] for j in range(group_size)]
         attrs = [it['attributes'] for it in items]
-        varied = [k for k in attrs[0]
-                  if len({str(a[k]) for a in attrs}) > 1]
+        varied = [k for k in attrs[0] if len({str(a[k]) for a in attrs}) > 1]
         if not varied:
             continue
         name = 'count' if 'count' in varied else varied[0]
-        image = F.normalize(clip.encode_image(
-            images_to_tensor([it['img'] for it in items])), dim=-1)
-        text = F.normalize(encode_text(
-            clip, tokenizer.encode([it['text'] for it in items])), dim=-1)
-        correct = (image @ text.t()).argmax(dim=1) == torch.arange(
-            group_size)
+        image = F.normalize(
+            clip.encode_image(images_to_tensor([it['img'] for it in items])),
+            dim=-1)
+        text = F.normalize(
+            encode_text(clip, tokenizer.encode([it['text'] for it in items])),
+            dim=-1)
+        correct = (image @ text.t()).argmax(dim=1) == torch.arange(group_size)
         hits.setdefault(name, []).append(correct.float().mean().item())
-    return {f'matching_{k}': float(np.mean(v)) for k, v in sorted(
-        hits.items())}
+    return {
+        f'matching_{k}': float(np.mean(v))
+        for k, v in sorted(hits.items())
+    }
 
 
 def train(args) -> Tuple[torch.nn.Module, List[Tuple[int, float]]]:
@@ -207,36 +241,46 @@ def train(args) -> Tuple[torch.nn.Module, List[Tuple[int, float]]]:
     # no decay on gains, biases, embeddings (rows of tokens the captions
     # never use keep their init) and the logit scale
     groups = split_decay(
-        clip.named_parameters(), lambda name, p: p.ndim < 2 or
-        'embedding' in name or name == 'logit_scale')
+        clip.named_parameters(), lambda name, p: p.ndim < 2 or 'embedding' in
+        name or name == 'logit_scale')
     optimizer = torch.optim.AdamW(
-        groups, lr=args.lr, betas=(0.9, 0.98), eps=1e-6,
+        groups,
+        lr=args.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
         weight_decay=args.weight_decay)
     tokenizer = TokenizeText(context_length=ARCH['context_length'])
-    data = ShapeCaptionDataset(args.steps * args.batch_size,
-                               image_size=ARCH['image_size'], split='train',
-                               seed=args.seed, group_size=args.group_size)
+    data = ShapeCaptionDataset(
+        args.steps * args.batch_size,
+        image_size=ARCH['image_size'],
+        split='train',
+        seed=args.seed,
+        group_size=args.group_size)
     log, start = [], time.time()
     clip.train()
     for step in range(args.steps):
         lr = warmup_cosine_lr(step, args.steps, args.warmup_steps, args.lr)
         for group in optimizer.param_groups:
             group['lr'] = lr
-        items = [data[step * args.batch_size + i]
-                 for i in range(args.batch_size)]
+        items = [
+            data[step * args.batch_size + i] for i in range(args.batch_size)
+        ]
         images = images_to_tensor([it['img'] for it in items])
         ids = tokenizer.encode([it['text'] for it in items])
-        loss = contrastive_loss(clip.encode_image(images),
-                                encode_text(clip, ids), clip.logit_scale)
+        loss = contrastive_loss(
+            clip.encode_image(images), encode_text(clip, ids),
+            clip.logit_scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % args.log_interval == 0 or step == args.steps - 1:
             log.append((step, loss.item()))
-            print(f'step {step}/{args.steps} loss {loss.item():.4f} '
-                  f'scale {clip.logit_scale.exp().item():.1f} '
-                  f'lr {lr:.2e} '
-                  f'({time.time() - start:.0f} s)', flush=True)
+            print(
+                f'step {step}/{args.steps} loss {loss.item():.4f} '
+                f'scale {clip.logit_scale.exp().item():.1f} '
+                f'lr {lr:.2e} '
+                f'({time.time() - start:.0f} s)',
+                flush=True)
     return clip, log
 
 
@@ -252,8 +296,8 @@ def main(argv=None):
     atomic_torch_save(state, args.out)
     # evaluate what was saved: fp16 weights read by the backbone's loader
     reloaded = build_open_clip(ARCH)
-    load_clip_state_dict(reloaded, read_clip_checkpoint(args.out),
-                         source=args.out)
+    load_clip_state_dict(
+        reloaded, read_clip_checkpoint(args.out), source=args.out)
     metrics = zero_shot_eval(
         reloaded, TokenizeText(context_length=ARCH['context_length']),
         args.eval_images, args.seed)
@@ -261,13 +305,15 @@ def main(argv=None):
         checkpoint=osp.basename(args.out),
         sha256=sha256_file(args.out),
         bytes=osp.getsize(args.out),
-        command='python tools/pretrain/tiny_clip.py ' + ' '.join(
-            sys.argv[1:] if argv is None else argv),
+        command='python tools/pretrain/tiny_clip.py ' +
+        ' '.join(sys.argv[1:] if argv is None else argv),
         args=vars(args),
         arch=ARCH,
         data=dict(
             dataset='mmstop.datasets.ShapeCaptionDataset',
-            split='train', seed=args.seed, group_size=args.group_size,
+            split='train',
+            seed=args.seed,
+            group_size=args.group_size,
             pairs_seen=args.steps * args.batch_size,
             held_out_pairs=[list(p) for p in HELD_OUT_PAIRS]),
         final_loss=log[-1][1],

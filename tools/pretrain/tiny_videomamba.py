@@ -55,9 +55,11 @@ from mmstop.datasets.motion_pretrain import MotionPretrainDataset  # noqa: E402
 from mmstop.models.backbones import VideoMamba  # noqa: E402
 from mmstop.utils.checkpoint import read_checkpoint  # noqa: E402
 from mmstop.utils.fileio import atomic_torch_save  # noqa: E402
+# yapf: disable
 from mmstop.utils.pretraining import (provenance, sha256_file,  # noqa: E402
                                       split_decay, to_normalised_tensor,
                                       warmup_cosine_lr, write_json)
+# yapf: enable
 
 #: Width and depth of the tiny VideoMamba (``VideoMamba(arch=...)``).
 ARCH = dict(embed_dims=64, depth=6)
@@ -74,21 +76,32 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('out', help='checkpoint path (.pth); the provenance '
-                        'goes to the same path with .json')
+    parser.add_argument(
+        'out',
+        help='checkpoint path (.pth); the provenance '
+        'goes to the same path with .json')
     parser.add_argument('--steps', type=int, default=2000)
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--weight-decay', type=float, default=0.05)
     parser.add_argument('--warmup-steps', type=int, default=100)
     parser.add_argument('--label-smoothing', type=float, default=0.1)
-    parser.add_argument('--out-proj-gain', type=float, default=4.,
-                        help='multiplies the mixers\' out_proj init')
+    parser.add_argument(
+        '--out-proj-gain',
+        type=float,
+        default=4.,
+        help='multiplies the mixers\' out_proj init')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads (results depend on it slightly)')
-    parser.add_argument('--eval-clips', type=int, default=480,
-                        help='validation clips (new draws)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (results depend on it slightly)')
+    parser.add_argument(
+        '--eval-clips',
+        type=int,
+        default=480,
+        help='validation clips (new draws)')
     parser.add_argument('--log-interval', type=int, default=50)
     return parser.parse_args(argv)
 
@@ -126,10 +139,12 @@ def evaluate(backbone: nn.Module, head: nn.Module,
 def train(args) -> Tuple[nn.Module, nn.Module, List[Tuple[int, float]]]:
     """Train backbone + classifier; return them and the (step, loss) log."""
     torch.manual_seed(args.seed)
-    data = MotionPretrainDataset(args.steps * args.batch_size,
-                                 num_frames=MODEL['num_frames'],
-                                 image_size=MODEL['img_size'],
-                                 split='train', seed=args.seed)
+    data = MotionPretrainDataset(
+        args.steps * args.batch_size,
+        num_frames=MODEL['num_frames'],
+        image_size=MODEL['img_size'],
+        split='train',
+        seed=args.seed)
     backbone = build_backbone()
     with torch.no_grad():
         for name, param in backbone.named_parameters():
@@ -144,27 +159,32 @@ def train(args) -> Tuple[nn.Module, nn.Module, List[Tuple[int, float]]]:
     groups = split_decay(
         params, lambda name, p: p.ndim < 2 or name.endswith(
             ('pos_embed', 'cls_token', 'temporal_pos_embedding')))
-    optimizer = torch.optim.AdamW(groups, lr=args.lr,
-                                  weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        groups, lr=args.lr, weight_decay=args.weight_decay)
     log, start = [], time.time()
     backbone.train()
     for step in range(args.steps):
         lr = warmup_cosine_lr(step, args.steps, args.warmup_steps, args.lr)
         for group in optimizer.param_groups:
             group['lr'] = lr
-        items = [data[step * args.batch_size + i]
-                 for i in range(args.batch_size)]
+        items = [
+            data[step * args.batch_size + i] for i in range(args.batch_size)
+        ]
         clips = clips_to_tensor([it['imgs'] for it in items])
         labels = torch.tensor([it['label'] for it in items])
-        loss = F.cross_entropy(head(backbone(clips)), labels,
-                               label_smoothing=args.label_smoothing)
+        loss = F.cross_entropy(
+            head(backbone(clips)),
+            labels,
+            label_smoothing=args.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % args.log_interval == 0 or step == args.steps - 1:
             log.append((step, loss.item()))
-            print(f'step {step}/{args.steps} loss {loss.item():.4f} '
-                  f'lr {lr:.2e} ({time.time() - start:.0f} s)', flush=True)
+            print(
+                f'step {step}/{args.steps} loss {loss.item():.4f} '
+                f'lr {lr:.2e} ({time.time() - start:.0f} s)',
+                flush=True)
     return backbone, head, log
 
 
@@ -177,8 +197,8 @@ def main(argv=None):
 
     state = OrderedDict(
         (k, v.detach().half()) for k, v in backbone.state_dict().items())
-    state.update(('head.' + k, v.detach().half())
-                 for k, v in head.state_dict().items())
+    state.update(
+        ('head.' + k, v.detach().half()) for k, v in head.state_dict().items())
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     atomic_torch_save({'model': state}, args.out)
 
@@ -189,33 +209,39 @@ def main(argv=None):
     classes = saved['head.weight'].shape[0]
     reloaded_head = nn.Linear(ARCH['embed_dims'], classes)
     reloaded_head.load_state_dict(
-        dict(weight=saved['head.weight'].float(),
-             bias=saved['head.bias'].float()))
-    val = MotionPretrainDataset(args.eval_clips,
-                                num_frames=MODEL['num_frames'],
-                                image_size=MODEL['img_size'], split='val',
-                                seed=args.seed)
+        dict(
+            weight=saved['head.weight'].float(),
+            bias=saved['head.bias'].float()))
+    val = MotionPretrainDataset(
+        args.eval_clips,
+        num_frames=MODEL['num_frames'],
+        image_size=MODEL['img_size'],
+        split='val',
+        seed=args.seed)
     metrics = evaluate(reloaded, reloaded_head, val)
     info = provenance(
         checkpoint=osp.basename(args.out),
         sha256=sha256_file(args.out),
         bytes=osp.getsize(args.out),
-        command='python tools/pretrain/tiny_videomamba.py ' + ' '.join(
-            sys.argv[1:] if argv is None else argv),
+        command='python tools/pretrain/tiny_videomamba.py ' +
+        ' '.join(sys.argv[1:] if argv is None else argv),
         args=vars(args),
         arch=ARCH,
         model=MODEL,
-        data=dict(dataset='mmstop.datasets.MotionPretrainDataset',
-                  split='train', seed=args.seed,
-                  clips_seen=args.steps * args.batch_size,
-                  classes=val.class_names),
+        data=dict(
+            dataset='mmstop.datasets.MotionPretrainDataset',
+            split='train',
+            seed=args.seed,
+            clips_seen=args.steps * args.batch_size,
+            classes=val.class_names),
         final_loss=log[-1][1],
         loss_log=log,
         val=metrics,
         val_clips=len(val),
-        chance=dict(top1=1. / classes,
-                    motion_acc=1. / len(set(m for _, m in val.classes)),
-                    shape_acc=1. / len(set(s for s, _ in val.classes))),
+        chance=dict(
+            top1=1. / classes,
+            motion_acc=1. / len(set(m for _, m in val.classes)),
+            shape_acc=1. / len(set(s for s, _ in val.classes))),
         train_seconds=round(train_seconds, 1))
     write_json(osp.splitext(args.out)[0] + '.json', info)
     print(f"val {metrics} ({len(val)} new clips, chance {info['chance']})"

@@ -7,8 +7,7 @@
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6,
-        weight_decay=0.2),
+        type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2),
     paramwise_cfg=dict(bias_decay_mult=0.0),
     clip_grad=dict(max_norm=1.0, norm_type=2))
 

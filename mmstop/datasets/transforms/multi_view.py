@@ -78,8 +78,8 @@ class LongSideCrops(BaseTransform):
     """
 
     def __init__(self, crop_size, num_crops: int = 3) -> None:
-        if isinstance(crop_size, (int, np.integer)) and not isinstance(
-                crop_size, bool):
+        if isinstance(crop_size,
+                      (int, np.integer)) and not isinstance(crop_size, bool):
             crop_size = (int(crop_size), int(crop_size))
         crop_size = tuple(crop_size)
         if len(crop_size) != 2:
@@ -87,8 +87,7 @@ class LongSideCrops(BaseTransform):
                              f'(w, h), got {crop_size!r}')
         self.crop_size: Tuple[int, int] = tuple(
             _positive_int(c, 'crop_size', 'LongSideCrops') for c in crop_size)
-        self.num_crops = _positive_int(num_crops, 'num_crops',
-                                       'LongSideCrops')
+        self.num_crops = _positive_int(num_crops, 'num_crops', 'LongSideCrops')
 
     def transform(self, results: Dict) -> Dict:
         """Crop every frame ``num_crops`` times.

@@ -57,12 +57,13 @@ class RepeatedAugment(BaseTransform):
     def __init__(self,
                  transforms: Sequence[Union[Dict, Callable]],
                  num_repeats: int = 2) -> None:
-        if isinstance(num_repeats, bool) or not isinstance(
-                num_repeats, int) or num_repeats < 1:
+        if isinstance(
+                num_repeats,
+                bool) or not isinstance(num_repeats, int) or num_repeats < 1:
             raise ValueError(f'RepeatedAugment: num_repeats must be a '
                              f'positive integer, got {num_repeats!r}')
-        if isinstance(transforms, (dict, str)) or not isinstance(
-                transforms, Sequence):
+        if isinstance(transforms,
+                      (dict, str)) or not isinstance(transforms, Sequence):
             raise TypeError('RepeatedAugment: transforms must be a list of '
                             f'transform configs, got {type(transforms)}')
         self.transforms: List[Callable] = []

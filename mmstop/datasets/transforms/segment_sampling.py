@@ -95,8 +95,8 @@ def official_segment_indices(num_frames: int,
         return (np.arange(t) * d + rng.randint(d, size=t)).astype(np.int64)
     bounds = (np.arange(t + 1) * n) // t
     lengths = bounds[1:] - bounds[:-1]  # all >= 1 since n >= t
-    return (bounds[:-1] + (rng.random_sample(t) * lengths).astype(
-        np.int64)).astype(np.int64)
+    return (bounds[:-1] +
+            (rng.random_sample(t) * lengths).astype(np.int64)).astype(np.int64)
 
 
 @TRANSFORMS.register_module()
@@ -128,8 +128,7 @@ class SegmentSampleFrames(BaseTransform):
                  test_mode: bool = False,
                  train_segments: str = 'official') -> None:
         if int(num_segments) < 1:
-            raise ValueError(
-                f'num_segments must be >= 1, got {num_segments}')
+            raise ValueError(f'num_segments must be >= 1, got {num_segments}')
         if train_segments not in _TRAIN_SEGMENTS:
             raise ValueError(
                 f'train_segments must be one of {_TRAIN_SEGMENTS}, got '

@@ -77,7 +77,8 @@ class TokenizeText(BaseTransform):
             self._tokenizer = _build_tokenizer()
         return self._tokenizer
 
-    def encode(self, texts: Union[str, Sequence[str]],
+    def encode(self,
+               texts: Union[str, Sequence[str]],
                context: str = '') -> torch.Tensor:
         """Ids of ``texts`` (see module docstring); counts truncations.
 

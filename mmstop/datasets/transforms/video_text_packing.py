@@ -52,13 +52,15 @@ class PackVideoTextInputs(BaseTransform):
             'text_truncated', 'img_shape')``.
     """
 
-    def __init__(self,
-                 video_key: str = 'imgs',
-                 text_key: str = 'text_ids',
-                 meta_keys: Sequence[str] = (
-                     'video_id', 'filename', 'sample_idx', 'video_index',
-                     'caption_index', 'text', 'valid_frames',
-                     'text_truncated', 'img_shape')) -> None:
+    def __init__(
+        self,
+        video_key: str = 'imgs',
+        text_key: str = 'text_ids',
+        meta_keys: Sequence[str] = ('video_id', 'filename', 'sample_idx',
+                                    'video_index', 'caption_index', 'text',
+                                    'valid_frames', 'text_truncated',
+                                    'img_shape')
+    ) -> None:
         self.video_key = video_key
         self.text_key = text_key
         self.meta_keys = tuple(meta_keys)

@@ -8,8 +8,8 @@ from mmstop.registry import HOOKS
 
 
 def _skipped_in(data_batch) -> list:
-    samples = data_batch.get('data_samples') if isinstance(
-        data_batch, dict) else None
+    samples = data_batch.get('data_samples') if isinstance(data_batch,
+                                                           dict) else None
     out = []
     for sample in samples or []:
         info = getattr(sample, 'metainfo', None)
@@ -44,7 +44,10 @@ class BadVideoHook(Hook):
     def before_train_epoch(self, runner) -> None:
         self.epoch_count = 0
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         for filename, _ in _skipped_in(data_batch):
             self.epoch_count += 1

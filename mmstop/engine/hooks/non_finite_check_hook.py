@@ -77,8 +77,9 @@ class NonFiniteCheckHook(Hook):
             runner.model) else runner.model
         self._names = {id(p): n for n, p in model.named_parameters()}
         wrapper = runner.optim_wrapper
-        wrappers = (list(wrapper.optim_wrappers.values()) if isinstance(
-            wrapper, OptimWrapperDict) else [wrapper])
+        wrappers = (
+            list(wrapper.optim_wrappers.values()) if isinstance(
+                wrapper, OptimWrapperDict) else [wrapper])
         for w in wrappers:
             if isinstance(w, OptimWrapper):
                 self._handles.append(
@@ -91,8 +92,10 @@ class NonFiniteCheckHook(Hook):
 
     # -- checks --------------------------------------------------------------
     def _check_grads(self, optimizer, args, kwargs) -> None:
-        params = [p for group in optimizer.param_groups
-                  for p in group['params'] if p.grad is not None]
+        params = [
+            p for group in optimizer.param_groups for p in group['params']
+            if p.grad is not None
+        ]
         bad = _first_non_finite([(self._names.get(id(p), '<unnamed>'), p.grad)
                                  for p in params])
         if bad is None:
@@ -129,8 +132,8 @@ class NonFiniteCheckHook(Hook):
         if bad_param is not None:
             what.append(f'first non-finite parameter: {bad_param}')
         message = (f'non-finite training state at iteration {runner.iter + 1}'
-                   f' (epoch {runner.epoch + 1}): loss {loss_value}; '
-                   + '; '.join(what or ['gradients and parameters finite']))
+                   f' (epoch {runner.epoch + 1}): loss {loss_value}; ' +
+                   '; '.join(what or ['gradients and parameters finite']))
         if self.action == 'stop' or bad_param is not None:
             raise NonFiniteError(
                 message + '. The run stops before a checkpoint of this state '

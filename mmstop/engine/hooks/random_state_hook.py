@@ -110,13 +110,17 @@ class RandomStateHook(Hook):
         state = self._val_state or get_random_state()
         self._gathered = all_gather_object(state)
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         hook = self._checkpoint_hook(runner)
         if get_dist_info()[1] > 1 and hook is not None and not hook.by_epoch:
-            if self.every_n_train_iters(runner, hook.interval,
-                                        hook.save_begin) or (
-                    hook.save_last and self.is_last_train_iter(runner)):
+            if self.every_n_train_iters(
+                    runner, hook.interval,
+                    hook.save_begin) or (hook.save_last
+                                         and self.is_last_train_iter(runner)):
                 self._gather(runner)
 
     def after_train_epoch(self, runner) -> None:

@@ -40,10 +40,11 @@ class StrictLoadHook(Hook):
 
     priority = 'VERY_HIGH'
 
-    def __init__(self,
-                 allow_mismatch: Sequence[str] = (),
-                 revise_keys: Sequence[Tuple[str, str]] = (
-                     (r'^module\.', ''), )) -> None:
+    def __init__(
+        self,
+        allow_mismatch: Sequence[str] = (),
+        revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.', ''), )
+    ) -> None:
         if isinstance(allow_mismatch, str):
             allow_mismatch = [allow_mismatch]
         for pattern in allow_mismatch:

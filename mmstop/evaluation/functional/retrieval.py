@@ -80,7 +80,8 @@ def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
     return np.asarray(x)
 
 
-def dual_softmax(sim: np.ndarray, temperature: float = 100.0,
+def dual_softmax(sim: np.ndarray,
+                 temperature: float = 100.0,
                  dim: int = 0) -> np.ndarray:
     """DSL re-weighting ``sim * softmax(temperature * sim, dim)``.
 
@@ -111,7 +112,8 @@ def _summarise(ranks: np.ndarray, direction: str,
     return out
 
 
-def t2v_ranks(sim: np.ndarray, text_to_video: np.ndarray,
+def t2v_ranks(sim: np.ndarray,
+              text_to_video: np.ndarray,
               ties: str = 'pessimistic') -> np.ndarray:
     """1-based rank of each caption's video among all videos.
 

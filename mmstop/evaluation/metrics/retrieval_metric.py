@@ -149,8 +149,9 @@ class VideoTextRetrievalMetric(BaseMetric):
         if not results:
             raise ValueError('VideoTextRetrievalMetric got no results')
         if all(r.get('sample_idx') is not None for r in results):
-            order = sorted(range(len(results)),
-                           key=lambda i: int(results[i]['sample_idx']))
+            order = sorted(
+                range(len(results)),
+                key=lambda i: int(results[i]['sample_idx']))
             seen = set()
             unique = []
             for i in order:

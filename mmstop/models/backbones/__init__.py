@@ -6,5 +6,7 @@ __all__ = ['CLIPFrameEncoder', 'STOPCLIP']
 from .mamba_mixer import BiMambaMixer, MambaBlock, RMSNorm  # noqa: E402
 from .videomamba import VideoMamba, load_videomamba_checkpoint  # noqa: E402
 
-__all__ += ['BiMambaMixer', 'MambaBlock', 'RMSNorm', 'VideoMamba',
-            'load_videomamba_checkpoint']
+__all__ += [
+    'BiMambaMixer', 'MambaBlock', 'RMSNorm', 'VideoMamba',
+    'load_videomamba_checkpoint'
+]

@@ -65,9 +65,10 @@ class CLIPFrameEncoder(BaseModule):
         """Load ``pretrained`` (if any) after MMEngine's init."""
         super().init_weights()
         if self.pretrained is not None:
-            load_clip_state_dict(self.clip,
-                                 read_clip_checkpoint(self.pretrained),
-                                 source=self.pretrained)
+            load_clip_state_dict(
+                self.clip,
+                read_clip_checkpoint(self.pretrained),
+                source=self.pretrained)
             MMLogger.get_current_instance().info(
                 f'loaded CLIP weights from {self.pretrained}')
 

@@ -41,8 +41,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dims))
 
-    def forward(self, x: Tensor, out_dtype: Optional[torch.dtype] = None
-                ) -> Tensor:
+    def forward(self,
+                x: Tensor,
+                out_dtype: Optional[torch.dtype] = None) -> Tensor:
         """Normalise ``x`` in fp32 and return it in ``out_dtype``.
 
         Args:
@@ -104,8 +105,8 @@ class BiMambaMixer(nn.Module):
         self.d_state = d_state
         self.d_conv = d_conv
         self.d_inner = int(expand * embed_dims)
-        self.dt_rank = (math.ceil(embed_dims / 16)
-                        if dt_rank == 'auto' else int(dt_rank))
+        self.dt_rank = (
+            math.ceil(embed_dims / 16) if dt_rank == 'auto' else int(dt_rank))
         self.scan_impl = scan_impl
         e, r, s = self.d_inner, self.dt_rank, d_state
 
@@ -126,7 +127,9 @@ class BiMambaMixer(nn.Module):
         self._init_dt_proj(dt_min, dt_max)
 
     @torch.no_grad()
-    def _init_dt_proj(self, dt_min: float, dt_max: float,
+    def _init_dt_proj(self,
+                      dt_min: float,
+                      dt_max: float,
                       dt_floor: float = 1e-4) -> None:
         """Mamba's step-size init: softplus(bias) log-uniform in [min, max]."""
         for proj in (self.dt_proj, self.dt_proj_b):
@@ -149,8 +152,12 @@ class BiMambaMixer(nn.Module):
         # Causal depthwise conv: nn.Conv1d pads K - 1 on both sides; keeping
         # the first `length` outputs is the left-padded causal conv.
         xc = F.silu(
-            F.conv1d(x, conv.weight, conv.bias, padding=self.d_conv - 1,
-                     groups=self.d_inner)[..., :length])
+            F.conv1d(
+                x,
+                conv.weight,
+                conv.bias,
+                padding=self.d_conv - 1,
+                groups=self.d_inner)[..., :length])
         x_dbl = F.linear(xc.transpose(1, 2), x_proj.weight)  # [b, l, r+2s]
         dt, b_mat, c_mat = torch.split(
             x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
@@ -219,10 +226,11 @@ class MambaBlock(nn.Module):
         self.residual_in_fp32 = residual_in_fp32
         self.mixer = BiMambaMixer(embed_dims, **mixer_kwargs)
         self.norm = RMSNorm(embed_dims, eps=norm_eps)
-        self.drop_path = (DropPath(drop_path)
-                          if drop_path > 0 else nn.Identity())
+        self.drop_path = (
+            DropPath(drop_path) if drop_path > 0 else nn.Identity())
 
-    def forward(self, hidden: Tensor,
+    def forward(self,
+                hidden: Tensor,
                 residual: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Return ``(mixer output, new residual)``; see the class doc."""
         if residual is None:

@@ -25,7 +25,8 @@ from ..prompts.base import InterFramePrompts
 KeyPadding = Tuple[torch.Tensor, torch.Tensor]
 
 
-def residual_mlp(block: nn.Module, x: torch.Tensor,
+def residual_mlp(block: nn.Module,
+                 x: torch.Tensor,
                  adapter: Optional[nn.Module] = None,
                  adapter_scale: float = 0.) -> torch.Tensor:
     """``x + MLP(LN(x)) + adapter_scale * adapter(x)``: the adapter reads the
@@ -80,11 +81,11 @@ def global_local_block(block: nn.Module,
     kv_f = torch.cat(
         [g_ln[:, None].expand(B, T, G, D).reshape(B * T, G, D), q_f], dim=1)
     mask_f, mask_g = (None, None) if key_padding is None else key_padding
-    out_f = block.attn(q_f, kv_f, kv_f, need_weights=False,
-                       key_padding_mask=mask_f)[0]
+    out_f = block.attn(
+        q_f, kv_f, kv_f, need_weights=False, key_padding_mask=mask_f)[0]
     kv_g = torch.cat([g_ln, f_ln.reshape(B, T * S, D)], dim=1)
-    out_g = block.attn(g_ln, kv_g, kv_g, need_weights=False,
-                       key_padding_mask=mask_g)[0]
+    out_g = block.attn(
+        g_ln, kv_g, kv_g, need_weights=False, key_padding_mask=mask_g)[0]
     g = g + block.ls_1(out_g)
     f = f + block.ls_1(out_f.reshape(B, T, S, D))
     return (residual_mlp(block, g, adapter, adapter_scale),
@@ -172,13 +173,16 @@ class FrameTokenSlots:
             frame_pad = torch.cat([
                 padding.new_zeros(B, T, 1 + P), padding,
                 padding.new_zeros(B, T, num_patches)
-            ], dim=2)
+            ],
+                                  dim=2)
             F, G = frame_pad.shape[2], num_global_prompts
             glob = frame_pad.new_zeros(B, G)
-            self.key_padding = (
-                torch.cat([glob[:, None].expand(B, T, G), frame_pad],
-                          dim=2).reshape(B * T, G + F),
-                torch.cat([glob, frame_pad.reshape(B, T * F)], dim=1))
+            self.key_padding = (torch.cat(
+                [glob[:, None].expand(B, T, G), frame_pad],
+                dim=2).reshape(B * T, G + F),
+                                torch.cat([glob,
+                                           frame_pad.reshape(B, T * F)],
+                                          dim=1))
 
     def insert(self, layer: int, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, T, 1+N, D]`` frame tokens -> ``[B, T, 1+P+S+N, D]`` with the

@@ -187,13 +187,19 @@ class STOPCLIP(BaseModule):
                 f"{a['text_layers']} and {a['vision_layers']}")
 
         self.intra_prompt = build_intra_frame_prompt(
-            intra_prompt, image_size=self.image_size,
-            patch_size=self.patch_size, embed_dims=self.vision_width,
-            num_patches=self.num_patches, num_layers=a['vision_layers'])
+            intra_prompt,
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            embed_dims=self.vision_width,
+            num_patches=self.num_patches,
+            num_layers=a['vision_layers'])
         self.inter_prompt = build_inter_frame_prompt(
-            inter_prompt, embed_dims=self.vision_width,
-            num_patches=self.num_patches, num_prompts=num_local_prompts,
-            num_heads=a['vision_heads'], num_frames=num_frames)
+            inter_prompt,
+            embed_dims=self.vision_width,
+            num_patches=self.num_patches,
+            num_prompts=num_local_prompts,
+            num_heads=a['vision_heads'],
+            num_frames=num_frames)
 
         if adapter is not None:
             adapter = dict(adapter)
@@ -273,8 +279,9 @@ class STOPCLIP(BaseModule):
         return x.reshape(B, T, x.shape[1], x.shape[2])
 
     def _prompt_modules(self) -> List[STOPPromptModule]:
-        return [m for m in (self.intra_prompt, self.inter_prompt)
-                if m is not None]
+        return [
+            m for m in (self.intra_prompt, self.inter_prompt) if m is not None
+        ]
 
     @property
     def batch_dependent(self) -> bool:
@@ -293,7 +300,8 @@ class STOPCLIP(BaseModule):
         for module in self._prompt_modules():
             module.check_batch(frames.shape[0], frames.shape[1])
 
-    def encode_video(self, frames: torch.Tensor,
+    def encode_video(self,
+                     frames: torch.Tensor,
                      visual_prompts: Optional[torch.Tensor] = None,
                      return_intermediates: bool = False):
         """Encode videos.
@@ -375,8 +383,10 @@ class STOPCLIP(BaseModule):
             return feature
         for key in (layer_outputs[0] if layer_outputs else ()):
             out[f'{key}_layers'] = torch.stack([o[key] for o in layer_outputs])
-        out.update(vis_global_layers=torch.stack(globals_),
-                   vis_cls_layers=torch.stack(cls_), video_feature=feature)
+        out.update(
+            vis_global_layers=torch.stack(globals_),
+            vis_cls_layers=torch.stack(cls_),
+            video_feature=feature)
         return feature, out
 
     def _frame_slots(self, tokens: torch.Tensor,
@@ -412,7 +422,8 @@ class STOPCLIP(BaseModule):
     # ------------------------------------------------------------------
     # text
     # ------------------------------------------------------------------
-    def encode_text(self, token_ids: torch.Tensor,
+    def encode_text(self,
+                    token_ids: torch.Tensor,
                     text_prompts: Optional[torch.Tensor] = None,
                     return_intermediates: bool = False):
         """Encode token ids ``[B, L]`` (SOT ... EOT, zero padded) to
@@ -454,12 +465,14 @@ class STOPCLIP(BaseModule):
 
         def with_prompts(seq_first, seq_text, layer):
             p = prompts[layer][None].expand(B, -1, -1)
-            return torch.cat(
-                [seq_first, p[:, :n_pre], seq_text, p[:, n_pre:]], dim=1)
+            return torch.cat([seq_first, p[:, :n_pre], seq_text, p[:, n_pre:]],
+                             dim=1)
 
         seq = with_prompts(x[:, :1], x[:, 1:], 0)
         n = seq.shape[1]
-        attn_mask = torch.full((n, n), float('-inf'), dtype=seq.dtype,
+        attn_mask = torch.full((n, n),
+                               float('-inf'),
+                               dtype=seq.dtype,
                                device=seq.device).triu_(1)
         eot = token_ids.argmax(dim=-1) + n_pre
         rows = torch.arange(B, device=token_ids.device)
@@ -477,9 +490,10 @@ class STOPCLIP(BaseModule):
         feature = clip.ln_final(seq[rows, eot]) @ clip.text_projection
         if not return_intermediates:
             return feature
-        return feature, dict(TP=text_prompts,
-                             txt_eot_layers=torch.stack(eot_layers),
-                             text_feature=feature)
+        return feature, dict(
+            TP=text_prompts,
+            txt_eot_layers=torch.stack(eot_layers),
+            text_feature=feature)
 
     # ------------------------------------------------------------------
     def forward(self,
@@ -515,16 +529,16 @@ class STOPCLIP(BaseModule):
                 f'{list(inputs.shape)}')
         frames = inputs.transpose(1, 2)
         if token_ids is None:
-            return self.encode_video(frames,
-                                     return_intermediates=return_intermediates)
+            return self.encode_video(
+                frames, return_intermediates=return_intermediates)
         text_prompts, visual_prompts = self.prompt_generator()
         if not return_intermediates:
             return (self.encode_video(frames, visual_prompts),
                     self.encode_text(token_ids, text_prompts))
-        video, out = self.encode_video(frames, visual_prompts,
-                                       return_intermediates=True)
-        text, text_out = self.encode_text(token_ids, text_prompts,
-                                          return_intermediates=True)
+        video, out = self.encode_video(
+            frames, visual_prompts, return_intermediates=True)
+        text, text_out = self.encode_text(
+            token_ids, text_prompts, return_intermediates=True)
         out.update(text_out)
         scale = self.logit_scale.exp()
         v = video / video.norm(dim=-1, keepdim=True)

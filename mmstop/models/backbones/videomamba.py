@@ -209,8 +209,8 @@ class VideoMamba(BaseModule):
                 dt_rank=dt_rank,
                 scan_impl=scan_impl) for i in range(self.depth)
         ])
-        self.drop_path = (DropPath(drop_path_rate)
-                          if drop_path_rate > 0 else nn.Identity())
+        self.drop_path = (
+            DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity())
         self.norm_f = RMSNorm(C, eps=norm_eps)
         self._init_random_weights()
 
@@ -229,8 +229,9 @@ class VideoMamba(BaseModule):
         else:
             self.ssp = None
             self.num_prompts = 0
-        self.freeze_backbone = (ssp is not None if freeze_backbone is None
-                                else bool(freeze_backbone))
+        self.freeze_backbone = (
+            ssp is not None
+            if freeze_backbone is None else bool(freeze_backbone))
         if self.freeze_backbone:
             self._freeze()
         self._register_load_state_dict_pre_hook(self._prepare_checkpoint)
@@ -325,8 +326,8 @@ class VideoMamba(BaseModule):
         return out
 
     @staticmethod
-    def resize_pos_embed(pos_embed: Tensor,
-                         grid_size: Tuple[int, int]) -> Tensor:
+    def resize_pos_embed(pos_embed: Tensor, grid_size: Tuple[int,
+                                                             int]) -> Tensor:
         """Resize a (1, 1 + g*g, C) spatial embedding to the (h, w) grid.
 
         The CLS slot is kept; the g x g grid (row-major) is resized
@@ -349,8 +350,8 @@ class VideoMamba(BaseModule):
                              f'square grid; cannot resize it to {grid_size}')
         c = pos_embed.shape[-1]
         grid = pos_embed[:, 1:].float().reshape(1, g, g, c).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=tuple(grid_size), mode='bicubic',
-                             align_corners=False)
+        grid = F.interpolate(
+            grid, size=tuple(grid_size), mode='bicubic', align_corners=False)
         grid = grid.permute(0, 2, 3, 1).reshape(1, -1, c)
         return torch.cat([pos_embed[:, :1].float(), grid], dim=1)
 
@@ -367,8 +368,8 @@ class VideoMamba(BaseModule):
             Tensor: (1, length, C) float32 embedding.
         """
         x = temporal.float().permute(0, 2, 1)
-        x = F.interpolate(x, size=(length, ), mode='linear',
-                          align_corners=False)
+        x = F.interpolate(
+            x, size=(length, ), mode='linear', align_corners=False)
         return x.permute(0, 2, 1)
 
     @staticmethod
@@ -388,12 +389,12 @@ class VideoMamba(BaseModule):
         """``(adapted value, what was done)`` for a tensor of another shape
         than ``param``, or ``(None, '')`` if no rule applies."""
         if (name == 'patch_embed.proj.weight' and value.dim() == 4
-                and param.dim() == 5 and tuple(value.shape) == tuple(
-                    param.shape[:2] + param.shape[3:])):
+                and param.dim() == 5 and tuple(
+                    value.shape) == tuple(param.shape[:2] + param.shape[3:])):
             return (self.inflate_patch_kernel(value, param.shape[2]),
                     'inflated the 2-D patch kernel')
-        if value.dim() == 3 and value.shape[0] == 1 and (
-                value.shape[-1] == param.shape[-1]):
+        if value.dim() == 3 and value.shape[0] == 1 and (value.shape[-1]
+                                                         == param.shape[-1]):
             if name == 'pos_embed':
                 return (self.resize_pos_embed(value, self.grid_size),
                         'resized pos_embed (bicubic)')
@@ -503,8 +504,11 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
             CheckpointMismatchError: Keys differ beyond the known differences
                 and ``allow_mismatch``.
         """
-        patterns = [re.compile(p) for p in ([allow_mismatch] if isinstance(
-            allow_mismatch, str) else allow_mismatch)]
+        patterns = [
+            re.compile(p)
+            for p in ([allow_mismatch] if isinstance(allow_mismatch, str
+                                                     ) else allow_mismatch)
+        ]
 
         def allowed(key):
             return any(p.match(key) for p in patterns)
@@ -560,7 +564,8 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
         if 'temporal_pos_embedding' in other_missing:
             print_log(
                 f'VideoMamba: {filename} has no temporal_pos_embedding (an '
-                'image checkpoint): it keeps its zero init', logger=logger)
+                'image checkpoint): it keeps its zero init',
+                logger=logger)
 
         loaded_head, bad_head = [], []
         if head_sd:
@@ -573,39 +578,48 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
                 skipped += ['head.' + k for k in head_sd]
             else:
                 ours = {k: v for k, v in head.state_dict().items()}
-                same = (set(head_sd) == set(ours) and all(
-                    tuple(head_sd[k].shape) == tuple(ours[k].shape)
-                    for k in ours))
+                same = (
+                    set(head_sd) == set(ours) and all(
+                        tuple(head_sd[k].shape) == tuple(ours[k].shape)
+                        for k in ours))
                 if same:
                     head.load_state_dict(head_sd)
                     loaded_head = [MMSTOP_HEAD_PREFIX + k for k in head_sd]
-                    print_log(f'VideoMamba: loaded the classifier of '
-                              f'{filename} into cls_head.fc_cls',
-                              logger=logger)
+                    print_log(
+                        f'VideoMamba: loaded the classifier of '
+                        f'{filename} into cls_head.fc_cls',
+                        logger=logger)
                 else:
                     for k in sorted(set(head_sd) | set(ours)):
                         name = MMSTOP_HEAD_PREFIX + k
                         if not allowed(name):
-                            bad_head.append((name, *(
-                                tuple(t.shape) if t is not None else 'absent'
-                                for t in (head_sd.get(k), ours.get(k)))))
+                            bad_head.append((
+                                name,
+                                *(tuple(t.shape) if t is not None else 'absent'
+                                  for t in (head_sd.get(k), ours.get(k)))))
                     if not bad_head:
                         print_log(
                             f'VideoMamba: classifier of {filename} skipped '
                             '(allowed by allow_mismatch): cls_head.fc_cls '
-                            'keeps its init', logger=logger, level=30)
+                            'keeps its init',
+                            logger=logger,
+                            level=30)
                     skipped += ['head.' + k for k in head_sd]
         if unexpected or bad_missing or bad_head:
             raise mismatch_error(
                 f'VideoMamba checkpoint {filename} does not match the model:',
-                bad_missing, unexpected, bad_head,
+                bad_missing,
+                unexpected,
+                bad_head,
                 hint="allow_mismatch (for pretrained=..., use init_cfg=dict("
                 "type='Pretrained', checkpoint=..., allow_mismatch=[...]))")
         tolerated = [k for k in skipped + missing if allowed(k)]
         if tolerated:
             print_log(
                 f'VideoMamba: key(s) of {filename} allowed by allow_mismatch '
-                f'and skipped: {tolerated}', logger=logger, level=30)
+                f'and skipped: {tolerated}',
+                logger=logger,
+                level=30)
         return dict(missing=missing, skipped=skipped, loaded_head=loaded_head)
 
     # ------------------------------------------------------------------
@@ -636,21 +650,25 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
         return torch.cat([cls.to(x.dtype), x.flatten(1, 2)], dim=1)
 
-    def _apply_ssp(self, hidden: Tensor, layer_idx: int,
+    def _apply_ssp(self,
+                   hidden: Tensor,
+                   layer_idx: int,
                    intermediates: Optional[dict] = None) -> Tensor:
         b, _, c = hidden.shape
         tokens = hidden[:, 1:].reshape(b, self.num_temporal_tokens, -1, c)
         if intermediates is None:
             tokens = self.ssp(tokens, layer_idx)
         else:
-            tokens, out = self.ssp(tokens, layer_idx,
-                                   return_intermediates=True)
+            tokens, out = self.ssp(
+                tokens, layer_idx, return_intermediates=True)
             for key, value in out.items():
                 intermediates.setdefault(key, []).append(value)
-        return torch.cat([hidden[:, :1].to(tokens.dtype),
-                          tokens.flatten(1, 2)], dim=1)
+        return torch.cat(
+            [hidden[:, :1].to(tokens.dtype),
+             tokens.flatten(1, 2)], dim=1)
 
-    def forward_blocks(self, x: Tensor,
+    def forward_blocks(self,
+                       x: Tensor,
                        intermediates: Optional[dict] = None
                        ) -> Tuple[Tensor, Tensor]:
         """Run the blocks (with the SSP updates) on the token sequence.
@@ -695,8 +713,8 @@ unwrap_official_ssp`). Tensors go through :meth:`_prepare_checkpoint`
             Tensor | tuple: The feature (and the intermediates).
         """
         intermediates = {} if return_intermediates else None
-        hidden, residual = self.forward_blocks(self.forward_embed(x),
-                                               intermediates)
+        hidden, residual = self.forward_blocks(
+            self.forward_embed(x), intermediates)
         # Only the CLS position is read out; DropPath masks are per sample,
         # so slicing first is the same computation.
         cls = residual[:, :1] + self.drop_path(hidden[:, :1])

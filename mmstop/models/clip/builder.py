@@ -13,15 +13,17 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 #: ``open_clip.get_model_config``); ``tiny``, a small random model for tests
 #: and the demo, is a config in open_clip's format.
 CLIP_ARCHS = {
-    'vit-b32': 'ViT-B-32',
-    'vit-b16': 'ViT-B-16',
-    'tiny': dict(
+    'vit-b32':
+    'ViT-B-32',
+    'vit-b16':
+    'ViT-B-16',
+    'tiny':
+    dict(
         embed_dim=64,
         vision_cfg=dict(
             image_size=64, layers=2, width=64, patch_size=16, head_width=32),
         text_cfg=dict(
-            context_length=77, vocab_size=49408, width=64, heads=2,
-            layers=2)),
+            context_length=77, vocab_size=49408, width=64, heads=2, layers=2)),
 }
 
 #: mmstop arch keys -> (section of the open_clip config, its key); the
@@ -66,8 +68,8 @@ def _arch_from_config(cfg: dict) -> dict:
         if section is None:
             arch[key] = cfg[name]
         else:
-            arch[key] = cfg[section].get(name,
-                                         getattr(_DEFAULTS[section], name))
+            arch[key] = cfg[section].get(name, getattr(_DEFAULTS[section],
+                                                       name))
     arch['vision_heads'] = arch['vision_width'] // arch['vision_heads']
     return arch
 
@@ -152,5 +154,5 @@ def build_open_clip(arch: Union[str, dict]) -> CLIP:
     Returns:
         open_clip.model.CLIP: The model.
     """
-    return CLIP(**clip_config(arch), quick_gelu=True,
-                init_logit_scale=math.log(100.))
+    return CLIP(
+        **clip_config(arch), quick_gelu=True, init_logit_scale=math.log(100.))

@@ -68,7 +68,8 @@ def read_clip_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     }
 
 
-def load_clip_state_dict(model: nn.Module, state: Dict[str, torch.Tensor],
+def load_clip_state_dict(model: nn.Module,
+                         state: Dict[str, torch.Tensor],
                          source: str = 'checkpoint') -> None:
     """Copy CLIP weights into an open_clip ``CLIP`` with strict checks.
 

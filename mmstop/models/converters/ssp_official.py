@@ -95,12 +95,12 @@ def unwrap_official_ssp(checkpoint,
         tensors_only=True)
 
 
-def convert_official_ssp(
-        checkpoint: Dict,
-        ignore_prefixes: Iterable[str] = (),
-        backbone_prefix: str = 'backbone.',
-        head_prefix: str = MMSTOP_HEAD_PREFIX,
-        source: str = 'checkpoint') -> 'OrderedDict[str, Tensor]':
+def convert_official_ssp(checkpoint: Dict,
+                         ignore_prefixes: Iterable[str] = (),
+                         backbone_prefix: str = 'backbone.',
+                         head_prefix: str = MMSTOP_HEAD_PREFIX,
+                         source: str = 'checkpoint'
+                         ) -> 'OrderedDict[str, Tensor]':
     """Map an official VideoMamba / SSP checkpoint to recognizer keys.
 
     Tensors are kept as they are (a 2-D image patch kernel or position

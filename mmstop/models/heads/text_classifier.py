@@ -89,8 +89,7 @@ class TextClassifierHead(BaseHead):
         self.tau = tau
         self.set_class_names(names)
 
-    def set_class_names(self, class_names: Union[str, Sequence[str]]
-                        ) -> None:
+    def set_class_names(self, class_names: Union[str, Sequence[str]]) -> None:
         """Classify into these classes from now on (open vocabulary).
 
         The sentences are tokenised again; ``num_classes`` follows. A
@@ -118,8 +117,10 @@ class TextClassifierHead(BaseHead):
         """CLIP token ids ``[len(sentences), context_length]``; warns about
         the sentences that had to be truncated."""
         tokenizer = SimpleTokenizer()
-        long = [s for s in sentences
-                if len(tokenizer.encode(s)) > context_length - 2]
+        long = [
+            s for s in sentences
+            if len(tokenizer.encode(s)) > context_length - 2
+        ]
         if long:
             print_log(
                 f'TextClassifierHead: {len(long)} class sentence(s) have more '

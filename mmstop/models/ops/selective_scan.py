@@ -58,8 +58,7 @@ def _mamba_ssm_scan_fn():
         from mamba_ssm.ops.selective_scan_interface import \
             selective_scan_fn  # noqa: F401
     except (ImportError, OSError) as exc:
-        _log_once(f'mamba_ssm selective scan not available: {exc!r}',
-                  'DEBUG')
+        _log_once(f'mamba_ssm selective scan not available: {exc!r}', 'DEBUG')
         return None
     return selective_scan_fn
 
@@ -128,8 +127,8 @@ def resolve_impl(impl: str, device: Union[str, torch.device]) -> str:
 def _check_inputs(u, delta, A, B, C, D, z,
                   delta_bias) -> Tuple[int, int, int, int]:
     """Validate shapes; return ``(batch, channels, length, state)``."""
-    for name, t in (('u', u), ('delta', delta), ('A', A), ('B', B),
-                    ('C', C), ('D', D), ('z', z), ('delta_bias', delta_bias)):
+    for name, t in (('u', u), ('delta', delta), ('A', A), ('B', B), ('C', C),
+                    ('D', D), ('z', z), ('delta_bias', delta_bias)):
         if t is not None and not isinstance(t, Tensor):
             raise TypeError(f'selective_scan: `{name}` must be a torch.Tensor '
                             f'or None, got {type(t).__name__}')
@@ -155,9 +154,9 @@ def _check_inputs(u, delta, A, B, C, D, z,
             ok = tuple(t.shape) == (batch, state, length)
         elif t.dim() == 4:
             groups = t.shape[1]
-            ok = (t.shape[0] == batch and groups > 0
-                  and channels % groups == 0
-                  and tuple(t.shape[2:]) == (state, length))
+            ok = (
+                t.shape[0] == batch and groups > 0 and channels % groups == 0
+                and tuple(t.shape[2:]) == (state, length))
         else:
             ok = False
         if not ok:
@@ -258,8 +257,8 @@ def selective_scan_reference(u: Tensor,
     ys = []
     for t in range(length):
         h = a_steps[t] * h + bu_steps[t]
-        y_t = torch.einsum('bghs,bgs->bgh',
-                           h.view(batch, groups, hpg, state), c_steps[t])
+        y_t = torch.einsum('bghs,bgs->bgh', h.view(batch, groups, hpg, state),
+                           c_steps[t])
         ys.append(y_t.reshape(batch, channels))
     y = torch.stack(ys, dim=2)  # [b, e, l]
     out = _finish(y, uf, D, z, dtype_in)
@@ -340,8 +339,7 @@ class _Block:
         per_step = self.batch * self.state * self.eb
         flat = like.new_empty((self.n + extra_steps) * per_step)
         n_last = self.length - (self.num_tiles - 1) * self.n + extra_steps
-        full = flat.view(self.n + extra_steps, self.batch, self.state,
-                         self.eb)
+        full = flat.view(self.n + extra_steps, self.batch, self.state, self.eb)
         last = flat[:n_last * per_step].view(n_last, self.batch, self.state,
                                              self.eb)
         return [full] * (self.num_tiles - 1) + [last]
@@ -426,9 +424,9 @@ def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
         # time-major delta and delta * u of this block, [l, b, eb]
         dT = u.new_empty(length, batch, eb)
         duT = torch.empty_like(dT)
-        for d_p, du_p, ds_p, us_p in blk.pieces(
-                dT, duT, delta[:, es].permute(2, 0, 1),
-                u[:, es].permute(2, 0, 1)):
+        for d_p, du_p, ds_p, us_p in blk.pieces(dT, duT,
+                                                delta[:, es].permute(2, 0, 1),
+                                                u[:, es].permute(2, 0, 1)):
             torch.mul(d_p.copy_(ds_p), us_p, out=du_p)
         yT = torch.empty_like(dT)
         Ab = At[:, es]
@@ -437,8 +435,9 @@ def _scan_forward(u, delta, A, B, C, tile_elems, step_elems, save_states):
         B_t = blk.split(BG[g].unsqueeze(-1))  # [n, b, s, 1]
         C_t = blk.split(CG[g].view(length * batch, 1, state), batch)
         y_t = blk.split(yT.view(length * batch, 1, eb), batch)
-        ckpt = (u.new_empty(blk.num_tiles, batch, state, eb)
-                if save_states else None)
+        ckpt = (
+            u.new_empty(blk.num_tiles, batch, state, eb)
+            if save_states else None)
         a_b = blk.buffer(u)
         x_b = (blk.buffer(u), blk.buffer(u))  # ping-pong
         h = u.new_zeros(batch, state, eb)
@@ -557,8 +556,8 @@ def _scan_backward(u, delta, A, B, C, gy, glast, saved, tile_elems,
     for g, d_BT, d_CT in parts:
         d_BG[g] += d_BT
         d_CG[g] += d_CT
-    return (d_u, d_delta, d_At.t(), d_BG.permute(2, 0, 3, 1),
-            d_CG.permute(2, 0, 3, 1))
+    return (d_u, d_delta, d_At.t(), d_BG.permute(2, 0, 3,
+                                                 1), d_CG.permute(2, 0, 3, 1))
 
 
 class _SelectiveScanFn(torch.autograd.Function):
@@ -711,9 +710,9 @@ def _dispatch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
 
 @torch.library.custom_op('mmstop::selective_scan', mutates_args=())
 def _traced_selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
-                           C: Tensor, D: Optional[Tensor],
-                           z: Optional[Tensor], delta_bias: Optional[Tensor],
-                           delta_softplus: bool, impl: str) -> Tensor:
+                           C: Tensor, D: Optional[Tensor], z: Optional[Tensor],
+                           delta_bias: Optional[Tensor], delta_softplus: bool,
+                           impl: str) -> Tensor:
     """:func:`selective_scan` as the operator ``mmstop::selective_scan``.
 
     :func:`selective_scan` calls it while the operators are recorded

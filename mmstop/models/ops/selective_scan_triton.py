@@ -113,8 +113,10 @@ def _load_delta(delta_ptr, bias, t, offs_e, mask, stride_e, stride_l,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                 ACC: tl.constexpr):
     """Final step sizes of a [block_e, chunk] tile (0 outside ``mask``)."""
-    raw = tl.load(delta_ptr + offs_e[:, None] * stride_e +
-                  t[None, :] * stride_l, mask=mask, other=0.).to(ACC)
+    raw = tl.load(
+        delta_ptr + offs_e[:, None] * stride_e + t[None, :] * stride_l,
+        mask=mask,
+        other=0.).to(ACC)
     if HAS_BIAS:
         raw = raw + bias[:, None]
     dt = raw
@@ -125,18 +127,16 @@ def _load_delta(delta_ptr, bias, t, offs_e, mask, stride_e, stride_l,
 
 
 @triton.jit
-def _scan_fwd_kernel(
-        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-        out_ptr, last_ptr, ckpt_ptr,
-        E, L, S, CPG, NUM_CHUNKS,
-        su_b, su_e, su_l, sd_b, sd_e, sd_l, sA_e, sA_s,
-        sB_b, sB_g, sB_s, sB_l, sC_b, sC_g, sC_s, sC_l,
-        sz_b, sz_e, sz_l, so_b, so_e, so_l,
-        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-        SOFTPLUS: tl.constexpr, WRITE_OUT: tl.constexpr,
-        WRITE_LAST: tl.constexpr, WRITE_CKPT: tl.constexpr,
-        ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_S: tl.constexpr,
-        CHUNK: tl.constexpr):
+def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr,
+                     bias_ptr, out_ptr, last_ptr, ckpt_ptr, E, L, S, CPG,
+                     NUM_CHUNKS, su_b, su_e, su_l, sd_b, sd_e, sd_l, sA_e,
+                     sA_s, sB_b, sB_g, sB_s, sB_l, sC_b, sC_g, sC_s, sC_l,
+                     sz_b, sz_e, sz_l, so_b, so_e, so_l, HAS_D: tl.constexpr,
+                     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                     SOFTPLUS: tl.constexpr, WRITE_OUT: tl.constexpr,
+                     WRITE_LAST: tl.constexpr, WRITE_CKPT: tl.constexpr,
+                     ACC: tl.constexpr, BLOCK_E: tl.constexpr,
+                     BLOCK_S: tl.constexpr, CHUNK: tl.constexpr):
     pid_b = tl.program_id(0)
     pid_e = tl.program_id(1)
     offs_e = pid_e * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -163,29 +163,34 @@ def _scan_fwd_kernel(
     state = tl.zeros([BLOCK_E, BLOCK_S], dtype=ACC)
     for c in range(0, NUM_CHUNKS):
         if WRITE_CKPT:
-            tl.store(ckpt_ptr + ck_rows[:, None] + c * S + cols[None, :],
-                     state, mask=e_mask[:, None] & s_mask[None, :])
+            tl.store(
+                ckpt_ptr + ck_rows[:, None] + c * S + cols[None, :],
+                state,
+                mask=e_mask[:, None] & s_mask[None, :])
         t = c * CHUNK + steps
         t_mask = t < L
         mask = e_mask[:, None] & t_mask[None, :]
         dt, _ = _load_delta(delta_ptr, bias, t, offs_e, mask, sd_e, sd_l,
                             HAS_BIAS, SOFTPLUS, ACC)
-        u = tl.load(u_ptr + offs_e[:, None] * su_e + t[None, :] * su_l,
-                    mask=mask, other=0.).to(ACC)
+        u = tl.load(
+            u_ptr + offs_e[:, None] * su_e + t[None, :] * su_l,
+            mask=mask,
+            other=0.).to(ACC)
         dtu = dt * u
         y = tl.zeros([BLOCK_E, CHUNK], dtype=ACC)
         for s in range(0, S):
-            A_s = tl.load(A_ptr + offs_e * sA_e + s * sA_s, mask=e_mask,
-                          other=0.).to(ACC)
-            B_s = tl.load(B_ptr + s * sB_s + t * sB_l, mask=t_mask,
-                          other=0.).to(ACC)
+            A_s = tl.load(
+                A_ptr + offs_e * sA_e + s * sA_s, mask=e_mask,
+                other=0.).to(ACC)
+            B_s = tl.load(
+                B_ptr + s * sB_s + t * sB_l, mask=t_mask, other=0.).to(ACC)
             a = tl.exp(dt * A_s[:, None])
             x = dtu * B_s[None, :]
             a_cum, x_cum = tl.associative_scan((a, x), 1, _combine)
             h = x_cum + a_cum * _column(state, cols, s)[:, None]
             if WRITE_OUT:
-                C_s = tl.load(C_ptr + s * sC_s + t * sC_l, mask=t_mask,
-                              other=0.).to(ACC)
+                C_s = tl.load(
+                    C_ptr + s * sC_s + t * sC_l, mask=t_mask, other=0.).to(ACC)
                 y += h * C_s[None, :]
             # outside the sequence a = 1 and x = 0: the last column is the
             # state after the chunk's last valid step
@@ -195,31 +200,35 @@ def _scan_fwd_kernel(
             if HAS_D:
                 y += u * d_skip[:, None]
             if HAS_Z:
-                z = tl.load(z_ptr + offs_e[:, None] * sz_e +
-                            t[None, :] * sz_l, mask=mask, other=0.).to(ACC)
+                z = tl.load(
+                    z_ptr + offs_e[:, None] * sz_e + t[None, :] * sz_l,
+                    mask=mask,
+                    other=0.).to(ACC)
                 y = y * z * tl.sigmoid(z)
-            tl.store(out_ptr + offs_e[:, None] * so_e + t[None, :] * so_l,
-                     y.to(out_ptr.dtype.element_ty), mask=mask)
+            tl.store(
+                out_ptr + offs_e[:, None] * so_e + t[None, :] * so_l,
+                y.to(out_ptr.dtype.element_ty),
+                mask=mask)
     if WRITE_LAST:
         last_rows = (pid_b * E + offs_e) * S
-        tl.store(last_ptr + last_rows[:, None] + cols[None, :], state,
-                 mask=e_mask[:, None] & s_mask[None, :])
+        tl.store(
+            last_ptr + last_rows[:, None] + cols[None, :],
+            state,
+            mask=e_mask[:, None] & s_mask[None, :])
 
 
 @triton.jit
-def _scan_bwd_kernel(
-        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-        gout_ptr, glast_ptr, ckpt_ptr,
-        du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr,
-        dC_ptr,
-        E, L, S, CPG, NUM_CHUNKS, NUM_BLOCKS,
-        su_b, su_e, su_l, sd_b, sd_e, sd_l, sA_e, sA_s,
-        sB_b, sB_g, sB_s, sB_l, sC_b, sC_g, sC_s, sC_l,
-        sz_b, sz_e, sz_l, sg_b, sg_e, sg_l,
-        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-        SOFTPLUS: tl.constexpr, HAS_GLAST: tl.constexpr,
-        ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_S: tl.constexpr,
-        CHUNK: tl.constexpr):
+def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr,
+                     bias_ptr, gout_ptr, glast_ptr, ckpt_ptr, du_ptr,
+                     ddelta_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr,
+                     dC_ptr, E, L, S, CPG, NUM_CHUNKS, NUM_BLOCKS, su_b, su_e,
+                     su_l, sd_b, sd_e, sd_l, sA_e, sA_s, sB_b, sB_g, sB_s,
+                     sB_l, sC_b, sC_g, sC_s, sC_l, sz_b, sz_e, sz_l, sg_b,
+                     sg_e, sg_l, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                     HAS_GLAST: tl.constexpr, ACC: tl.constexpr,
+                     BLOCK_E: tl.constexpr, BLOCK_S: tl.constexpr,
+                     CHUNK: tl.constexpr):
     pid_b = tl.program_id(0)
     pid_e = tl.program_id(1)
     offs_e = pid_e * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -252,8 +261,10 @@ def _scan_bwd_kernel(
     # adjoint state entering each chunk from the right, per state index
     lam_next = tl.zeros([BLOCK_E, BLOCK_S], dtype=ACC)
     if HAS_GLAST:
-        lam_next = tl.load(glast_ptr + state_rows[:, None] + cols[None, :],
-                           mask=es_mask, other=0.).to(ACC)
+        lam_next = tl.load(
+            glast_ptr + state_rows[:, None] + cols[None, :],
+            mask=es_mask,
+            other=0.).to(ACC)
     dA_acc = tl.zeros([BLOCK_E, BLOCK_S], dtype=ACC)
     dD_acc = tl.zeros([BLOCK_E], dtype=ACC)
     dbias_acc = tl.zeros([BLOCK_E], dtype=ACC)
@@ -269,29 +280,38 @@ def _scan_bwd_kernel(
         next_mask = e_mask[:, None] & (t_next < L)[None, :]
         dt_next, _ = _load_delta(delta_ptr, bias, t_next, offs_e, next_mask,
                                  sd_e, sd_l, HAS_BIAS, SOFTPLUS, ACC)
-        u = tl.load(u_ptr + offs_e[:, None] * su_e + t[None, :] * su_l,
-                    mask=mask, other=0.).to(ACC)
-        gout = tl.load(gout_ptr + offs_e[:, None] * sg_e + t[None, :] * sg_l,
-                       mask=mask, other=0.).to(ACC)
+        u = tl.load(
+            u_ptr + offs_e[:, None] * su_e + t[None, :] * su_l,
+            mask=mask,
+            other=0.).to(ACC)
+        gout = tl.load(
+            gout_ptr + offs_e[:, None] * sg_e + t[None, :] * sg_l,
+            mask=mask,
+            other=0.).to(ACC)
         gy = gout
         if HAS_Z:
-            z = tl.load(z_ptr + offs_e[:, None] * sz_e + t[None, :] * sz_l,
-                        mask=mask, other=0.).to(ACC)
+            z = tl.load(
+                z_ptr + offs_e[:, None] * sz_e + t[None, :] * sz_l,
+                mask=mask,
+                other=0.).to(ACC)
             sig_z = tl.sigmoid(z)
             gy = gout * z * sig_z
         dtu = dt * u
-        state0 = tl.load(ckpt_ptr + ck_rows[:, None] + c * S + cols[None, :],
-                         mask=es_mask, other=0.)
+        state0 = tl.load(
+            ckpt_ptr + ck_rows[:, None] + c * S + cols[None, :],
+            mask=es_mask,
+            other=0.)
         y = tl.zeros([BLOCK_E, CHUNK], dtype=ACC)
         d_dt = tl.zeros([BLOCK_E, CHUNK], dtype=ACC)
         d_u = tl.zeros([BLOCK_E, CHUNK], dtype=ACC)
         for s in range(0, S):
-            A_s = tl.load(A_ptr + offs_e * sA_e + s * sA_s, mask=e_mask,
-                          other=0.).to(ACC)
-            B_s = tl.load(B_ptr + s * sB_s + t * sB_l, mask=t_mask,
-                          other=0.).to(ACC)
-            C_s = tl.load(C_ptr + s * sC_s + t * sC_l, mask=t_mask,
-                          other=0.).to(ACC)
+            A_s = tl.load(
+                A_ptr + offs_e * sA_e + s * sA_s, mask=e_mask,
+                other=0.).to(ACC)
+            B_s = tl.load(
+                B_ptr + s * sB_s + t * sB_l, mask=t_mask, other=0.).to(ACC)
+            C_s = tl.load(
+                C_ptr + s * sC_s + t * sC_l, mask=t_mask, other=0.).to(ACC)
             a = tl.exp(dt * A_s[:, None])
             x = dtu * B_s[None, :]
             a_cum, x_cum = tl.associative_scan((a, x), 1, _combine)
@@ -301,8 +321,10 @@ def _scan_bwd_kernel(
             # reverse scan: lam[t] = a[t + 1] lam[t + 1] + C[t] gy[t]; past
             # the end a = 1, so the gradient of the last state flows in
             a_next = tl.where(next_mask, tl.exp(dt_next * A_s[:, None]), 1.)
-            g_cum, lam = tl.associative_scan((a_next, gy * C_s[None, :]), 1,
-                                             _combine, reverse=True)
+            g_cum, lam = tl.associative_scan((a_next, gy * C_s[None, :]),
+                                             1,
+                                             _combine,
+                                             reverse=True)
             lam += g_cum * _column(lam_next, cols, s)[:, None]
             lam_first = _column(lam, steps, 0)
             lam_next = tl.where(cols[None, :] == s, lam_first[:, None],
@@ -313,28 +335,38 @@ def _scan_bwd_kernel(
             dA_s = tl.sum(tl.where(mask, w * dt, 0.), 1)
             dA_acc = tl.where(cols[None, :] == s, dA_acc + dA_s[:, None],
                               dA_acc)
-            tl.store(dB_ptr + s * L + t,
-                     tl.sum(tl.where(mask, lam * dtu, 0.), 0), mask=t_mask)
-            tl.store(dC_ptr + s * L + t,
-                     tl.sum(tl.where(mask, gy * h, 0.), 0), mask=t_mask)
+            tl.store(
+                dB_ptr + s * L + t,
+                tl.sum(tl.where(mask, lam * dtu, 0.), 0),
+                mask=t_mask)
+            tl.store(
+                dC_ptr + s * L + t,
+                tl.sum(tl.where(mask, gy * h, 0.), 0),
+                mask=t_mask)
         if HAS_D:
             d_u += gy * d_skip[:, None]
             dD_acc += tl.sum(tl.where(mask, gy * u, 0.), 1)
         if HAS_Z:
             y += u * d_skip[:, None]
             d_z = gout * y * sig_z * (1. + z * (1. - sig_z))
-            tl.store(dz_ptr + grad_rows[:, None] + t[None, :],
-                     d_z.to(dz_ptr.dtype.element_ty), mask=mask)
+            tl.store(
+                dz_ptr + grad_rows[:, None] + t[None, :],
+                d_z.to(dz_ptr.dtype.element_ty),
+                mask=mask)
         if SOFTPLUS:
             d_dt = tl.where(raw <= 20., d_dt * tl.sigmoid(raw), d_dt)
         d_dt = tl.where(mask, d_dt, 0.)
         dbias_acc += tl.sum(d_dt, 1)
-        tl.store(ddelta_ptr + grad_rows[:, None] + t[None, :],
-                 d_dt.to(ddelta_ptr.dtype.element_ty), mask=mask)
-        tl.store(du_ptr + grad_rows[:, None] + t[None, :],
-                 d_u.to(du_ptr.dtype.element_ty), mask=mask)
-    tl.store(dA_ptr + state_rows[:, None] + cols[None, :], dA_acc,
-             mask=es_mask)
+        tl.store(
+            ddelta_ptr + grad_rows[:, None] + t[None, :],
+            d_dt.to(ddelta_ptr.dtype.element_ty),
+            mask=mask)
+        tl.store(
+            du_ptr + grad_rows[:, None] + t[None, :],
+            d_u.to(du_ptr.dtype.element_ty),
+            mask=mask)
+    tl.store(
+        dA_ptr + state_rows[:, None] + cols[None, :], dA_acc, mask=es_mask)
     tl.store(dD_ptr + pid_b * E + offs_e, dD_acc, mask=e_mask)
     tl.store(dbias_ptr + pid_b * E + offs_e, dbias_acc, mask=e_mask)
 
@@ -375,8 +407,8 @@ class _Launch:
         # (tests, small models) get smaller chunks / blocks
         chunk = min(chunk, triton.next_power_of_2(self.length))
         block_e = min(block_e, triton.next_power_of_2(self.cpg))
-        self.block_e = (_block_e(self.cpg, block_e)
-                        if self.groups > 1 else block_e)
+        self.block_e = (
+            _block_e(self.cpg, block_e) if self.groups > 1 else block_e)
         self.block_s = triton.next_power_of_2(self.state)
         self.chunk = chunk
         self.num_chunks = triton.cdiv(self.length, chunk)
@@ -384,39 +416,69 @@ class _Launch:
         self.grid = (self.batch, self.num_blocks)
         self.num_warps = num_warps
         zs = z.stride() if z is not None else (0, 0, 0)
-        self.strides = (*u.stride(), *delta.stride(), *A.stride(),
-                        *B.stride(), *C.stride(), *zs)
+        self.strides = (*u.stride(), *delta.stride(), *A.stride(), *B.stride(),
+                        *C.stride(), *zs)
 
     def sizes(self):
         return (self.channels, self.length, self.state, self.cpg,
                 self.num_chunks)
 
     def meta(self):
-        return dict(BLOCK_E=self.block_e, BLOCK_S=self.block_s,
-                    CHUNK=self.chunk, num_warps=self.num_warps)
+        return dict(
+            BLOCK_E=self.block_e,
+            BLOCK_S=self.block_s,
+            CHUNK=self.chunk,
+            num_warps=self.num_warps)
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, acc, launch,
-             write_out=True, write_last=False, write_ckpt=False):
+def _forward(u,
+             delta,
+             A,
+             B,
+             C,
+             D,
+             z,
+             delta_bias,
+             softplus,
+             acc,
+             launch,
+             write_out=True,
+             write_last=False,
+             write_ckpt=False):
     """Run the forward kernel; returns (out, last_state, checkpoints)."""
     lc = launch
     out = torch.empty_like(u) if write_out else None
-    last = (u.new_empty(lc.batch, lc.channels, lc.state, dtype=acc)
-            if write_last else None)
-    ckpt = (u.new_empty(lc.batch, lc.channels, lc.num_chunks, lc.state,
-                        dtype=acc) if write_ckpt else None)
+    last = (
+        u.new_empty(lc.batch, lc.channels, lc.state, dtype=acc)
+        if write_last else None)
+    ckpt = (
+        u.new_empty(lc.batch, lc.channels, lc.num_chunks, lc.state, dtype=acc)
+        if write_ckpt else None)
     dummy = u.new_empty(1, dtype=acc)
     _scan_fwd_kernel[lc.grid](
-        u, delta, A, B, C, D if D is not None else dummy,
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D if D is not None else dummy,
         z if z is not None else dummy,
         delta_bias if delta_bias is not None else dummy,
-        out if out is not None else dummy, last if last is not None else
-        dummy, ckpt if ckpt is not None else dummy, *lc.sizes(), *lc.strides,
+        out if out is not None else dummy,
+        last if last is not None else dummy,
+        ckpt if ckpt is not None else dummy,
+        *lc.sizes(),
+        *lc.strides,
         *(out.stride() if out is not None else (0, 0, 0)),
-        HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-        WRITE_OUT=write_out, WRITE_LAST=write_last, WRITE_CKPT=write_ckpt,
-        ACC=_tl_dtype(acc), **lc.meta())
+        HAS_D=D is not None,
+        HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=softplus,
+        WRITE_OUT=write_out,
+        WRITE_LAST=write_last,
+        WRITE_CKPT=write_ckpt,
+        ACC=_tl_dtype(acc),
+        **lc.meta())
     return out, last, ckpt
 
 
@@ -428,8 +490,19 @@ class _TritonScanFn(torch.autograd.Function):
                 return_last, chunk, block_e, num_warps):
         acc = _acc_dtype(u, delta, A, B, C, D, z, delta_bias)
         launch = _Launch(u, delta, A, B, C, z, chunk, block_e, num_warps)
-        out, last, _ = _forward(u, delta, A, B, C, D, z, delta_bias,
-                                softplus, acc, launch, write_last=return_last)
+        out, last, _ = _forward(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            softplus,
+            acc,
+            launch,
+            write_last=return_last)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
         ctx.config = (softplus, acc, launch)
         return (out, last) if return_last else out
@@ -440,11 +513,24 @@ class _TritonScanFn(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
         softplus, acc, lc = ctx.config
         glast = rest[0] if rest else None
-        gout = (torch.zeros_like(u) if gout is None else
-                _last_dim_contiguous(gout))
+        gout = (
+            torch.zeros_like(u)
+            if gout is None else _last_dim_contiguous(gout))
         # states entering every chunk, recomputed (not kept since forward)
-        _, _, ckpt = _forward(u, delta, A, B, C, D, z, delta_bias, softplus,
-                              acc, lc, write_out=False, write_ckpt=True)
+        _, _, ckpt = _forward(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            softplus,
+            acc,
+            lc,
+            write_out=False,
+            write_ckpt=True)
         shape = (lc.batch, lc.channels, lc.length)  # contiguous
         du = u.new_empty(shape)
         ddelta = delta.new_empty(shape)
@@ -452,22 +538,43 @@ class _TritonScanFn(torch.autograd.Function):
         dA = u.new_empty(lc.batch, lc.channels, lc.state, dtype=acc)
         dD = u.new_empty(lc.batch, lc.channels, dtype=acc)
         dbias = torch.empty_like(dD)
-        dB = u.new_empty(lc.batch, lc.num_blocks, lc.state, lc.length,
-                         dtype=acc)
+        dB = u.new_empty(
+            lc.batch, lc.num_blocks, lc.state, lc.length, dtype=acc)
         dC = torch.empty_like(dB)
         if glast is not None:
             glast = glast.to(acc).contiguous()
         dummy = u.new_empty(1, dtype=acc)
         _scan_bwd_kernel[lc.grid](
-            u, delta, A, B, C, D if D is not None else dummy,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D if D is not None else dummy,
             z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, gout,
-            glast if glast is not None else dummy, ckpt, du, ddelta,
-            dz if dz is not None else dummy, dA, dD, dbias, dB, dC,
-            *lc.sizes(), lc.num_blocks, *lc.strides, *gout.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            HAS_GLAST=glast is not None, ACC=_tl_dtype(acc), **lc.meta())
+            delta_bias if delta_bias is not None else dummy,
+            gout,
+            glast if glast is not None else dummy,
+            ckpt,
+            du,
+            ddelta,
+            dz if dz is not None else dummy,
+            dA,
+            dD,
+            dbias,
+            dB,
+            dC,
+            *lc.sizes(),
+            lc.num_blocks,
+            *lc.strides,
+            *gout.stride(),
+            HAS_D=D is not None,
+            HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=softplus,
+            HAS_GLAST=glast is not None,
+            ACC=_tl_dtype(acc),
+            **lc.meta())
         per_group = lc.num_blocks // lc.groups
         dB = dB.view(lc.batch, lc.groups, per_group, lc.state,
                      lc.length).sum(2).to(B.dtype)
@@ -475,9 +582,8 @@ class _TritonScanFn(torch.autograd.Function):
                      lc.length).sum(2).to(C.dtype)
         return (du, ddelta, dA.sum(0).to(A.dtype), dB, dC,
                 dD.sum(0).to(D.dtype) if D is not None else None, dz,
-                dbias.sum(0).to(delta_bias.dtype)
-                if delta_bias is not None else None, None, None, None, None,
-                None)
+                dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None
+                else None, None, None, None, None, None)
 
 
 def selective_scan_triton(u: Tensor,

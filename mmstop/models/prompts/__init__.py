@@ -14,8 +14,14 @@ __all__ = [
     'STOPPromptModule', 'TokenIntraFramePrompt', 'build_inter_frame_prompt',
     'build_intra_frame_prompt'
 ]
-from .ssp import (FrameImportance, FrameSummary,  # noqa: E402,E501
-                  IntraFrameGathering, PromptAttention, StateSpacePrompting)
+from .ssp import (
+    FrameImportance,
+    FrameSummary,  # noqa: E402,E501
+    IntraFrameGathering,
+    PromptAttention,
+    StateSpacePrompting)
 
-__all__ += ['FrameImportance', 'FrameSummary', 'IntraFrameGathering',
-            'PromptAttention', 'StateSpacePrompting']
+__all__ += [
+    'FrameImportance', 'FrameSummary', 'IntraFrameGathering',
+    'PromptAttention', 'StateSpacePrompting'
+]

@@ -131,8 +131,7 @@ class BaseIntraFramePrompt(STOPPromptModule):
         """
         return False
 
-    def prompt_tokens(self, tokens: torch.Tensor, layer: int,
-                      norm: nn.Module,
+    def prompt_tokens(self, tokens: torch.Tensor, layer: int, norm: nn.Module,
                       attn: nn.MultiheadAttention) -> IntraFramePromptOutput:
         """Prompt the frame tokens at the input of ``layer``.
 
@@ -156,7 +155,8 @@ class BaseInterFramePrompt(STOPPromptModule):
     Subclasses implement :meth:`frame_prompts`.
     """
 
-    def frame_prompts(self, tokens: torch.Tensor,
+    def frame_prompts(self,
+                      tokens: torch.Tensor,
                       region_mask: Optional[torch.Tensor] = None
                       ) -> InterFramePrompts:
         """Prompts of every frame, from the layer-0 frame tokens.

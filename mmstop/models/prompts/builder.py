@@ -12,12 +12,15 @@ from mmstop.registry import MODELS
 def _options(cls: type) -> set:
     """Names of the constructor arguments of ``cls``."""
     return {
-        name for name in inspect.signature(cls.__init__).parameters
+        name
+        for name in inspect.signature(cls.__init__).parameters
         if name != 'self'
     }
 
 
-def build_mode_module(kind: str, cfg: Optional[dict], classes: Dict[str, str],
+def build_mode_module(kind: str,
+                      cfg: Optional[dict],
+                      classes: Dict[str, str],
                       default_mode: str = 'official',
                       base: Optional[type] = None,
                       **defaults) -> Optional[nn.Module]:
@@ -93,8 +96,10 @@ def _mode_class(kind: str, cfg: dict, classes: Dict[str, str],
             for other, name in classes.items()
             if other != mode and MODELS.get(name) is not None
         }
-        stray = [k for k in unknown
-                 if not any(k in opts for opts in others.values())]
+        stray = [
+            k for k in unknown
+            if not any(k in opts for opts in others.values())
+        ]
         if stray:
             raise TypeError(
                 f'unknown {kind} option(s) {stray} for mode {mode!r} (no '

@@ -123,17 +123,19 @@ class DGLPromptGenerator(nn.Module):
         if init_bound is None:
             init_bound = math.sqrt(6. / float(3 * 32 * 32 + embed_dims))
         if mode == 'transformer':
-            rows = (num_text_prefix + num_text_postfix +
-                    num_local_prompts * num_frames)
+            rows = (
+                num_text_prefix + num_text_postfix +
+                num_local_prompts * num_frames)
             self.embedding = nn.Embedding(rows, num_layers * embed_dims)
             heads = num_heads or max(1, embed_dims // 64)
             self.transformer = ResidualAttentionBlock(
                 embed_dims, heads, act_layer=QuickGELU, batch_first=True)
-            self.text_mlp = nn.Sequential(OrderedDict([
-                ('c_fc', nn.Linear(embed_dims, embed_dims * 2)),
-                ('gelu', QuickGELU()),
-                ('c_proj', nn.Linear(embed_dims * 2, text_dims)),
-            ]))
+            self.text_mlp = nn.Sequential(
+                OrderedDict([
+                    ('c_fc', nn.Linear(embed_dims, embed_dims * 2)),
+                    ('gelu', QuickGELU()),
+                    ('c_proj', nn.Linear(embed_dims * 2, text_dims)),
+                ]))
         else:
             if (num_text_prefix != num_local_prompts
                     or num_text_postfix not in (0, num_local_prompts)):

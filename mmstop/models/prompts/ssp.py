@@ -136,11 +136,13 @@ class IntraFrameGathering(nn.Module):
         grid_size (tuple[int, int]): Patch grid (h, w). Defaults to (14, 14).
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 hidden_dims: int = 384,
-                 kernel_size: Union[int, Sequence[int]] = (1, 1, 1),
-                 grid_size: Tuple[int, int] = (14, 14)) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        hidden_dims: int = 384,
+        kernel_size: Union[int, Sequence[int]] = (1, 1, 1),
+        grid_size: Tuple[int, int] = (14, 14)
+    ) -> None:
         super().__init__()
         kernel_size = _triple(kernel_size)
         if any(k % 2 == 0 for k in kernel_size):
@@ -163,7 +165,8 @@ class IntraFrameGathering(nn.Module):
         nn.init.zeros_(self.fc1.bias)
         nn.init.zeros_(self.fc2.bias)
 
-    def forward(self, patches: Tensor,
+    def forward(self,
+                patches: Tensor,
                 return_gathered: bool = False) -> Tuple[Tensor, ...]:
         """Gather the patch tokens of every frame.
 
@@ -338,8 +341,11 @@ class StateSpacePrompting(nn.Module):
     def grid_size(self) -> Tuple[int, int]:
         return self.inner_prompt.inter.grid_size
 
-    def spread(self, last_tokens: Tensor, feature_maps: Tensor,
-               frame_vectors: Tensor, layer_idx: int,
+    def spread(self,
+               last_tokens: Tensor,
+               feature_maps: Tensor,
+               frame_vectors: Tensor,
+               layer_idx: int,
                weights: Optional[Tensor] = None) -> Tensor:
         """Inter-Frame Spreading: the prompt tokens for block ``layer_idx``.
 
@@ -364,7 +370,9 @@ class StateSpacePrompting(nn.Module):
         prompts = [pa(query) * frame_vectors for pa in self.prompt_attentions]
         return torch.stack(prompts, dim=2)
 
-    def forward(self, tokens: Tensor, layer_idx: int,
+    def forward(self,
+                tokens: Tensor,
+                layer_idx: int,
                 return_intermediates: bool = False):
         """Apply the SSP update before block ``layer_idx``.
 

@@ -125,8 +125,7 @@ class AttentiveInterFramePrompt(BaseInterFramePrompt):
             nn.Linear(mlp_channels, num_prompts),
         )
         self.variation_scorer = nn.Conv3d(
-            1, 1, scorer_kernel_size,
-            padding=same_padding(scorer_kernel_size))
+            1, 1, scorer_kernel_size, padding=same_padding(scorer_kernel_size))
 
     @property
     def batch_dependent(self) -> bool:
@@ -156,7 +155,8 @@ class AttentiveInterFramePrompt(BaseInterFramePrompt):
                 'normalisation, defined for any batch), or use batches with '
                 'at least 2 frames in total (batch_size * num_frames >= 2)')
 
-    def frame_prompts(self, tokens: torch.Tensor,
+    def frame_prompts(self,
+                      tokens: torch.Tensor,
                       region_mask: Optional[torch.Tensor] = None
                       ) -> InterFramePrompts:
         """The backbone hook: :meth:`forward`, added to the local prompts.
@@ -173,10 +173,14 @@ class AttentiveInterFramePrompt(BaseInterFramePrompt):
         """
         out = self(tokens, region_mask)
         return InterFramePrompts(
-            local_offset=out['prompts'], extra=None, extra_padding=None,
-            intermediates=dict(w_raw=out['w_raw'], w=out['w'],
-                               inter_prompt=out['prompts'],
-                               inter_attn=out['attn']))
+            local_offset=out['prompts'],
+            extra=None,
+            extra_padding=None,
+            intermediates=dict(
+                w_raw=out['w_raw'],
+                w=out['w'],
+                inter_prompt=out['prompts'],
+                inter_attn=out['attn']))
 
     def forward(self,
                 tokens: torch.Tensor,
@@ -222,8 +226,7 @@ class AttentiveInterFramePrompt(BaseInterFramePrompt):
         q = run_conv_stack(self.conv, volume).squeeze(1)  # [B, T, N, D]
         q = self.mlp(q.transpose(2, 3)).transpose(2, 3)  # [B, T, P, D]
         q = q + q * w[:, :, None, None]
-        return dict(
-            prompts=q * self.prompt_scale, attn=attn, w_raw=w_raw, w=w)
+        return dict(prompts=q * self.prompt_scale, attn=attn, w_raw=w_raw, w=w)
 
 
 @MODELS.register_module()
@@ -340,8 +343,7 @@ class DynamicInterFramePrompt(BaseInterFramePrompt):
         self.prompt_scale = prompt_scale
 
         self.variation_scorer = nn.Conv3d(
-            1, 1, scorer_kernel_size,
-            padding=same_padding(scorer_kernel_size))
+            1, 1, scorer_kernel_size, padding=same_padding(scorer_kernel_size))
         self.attention = nn.MultiheadAttention(
             embed_dims, num_heads, batch_first=True)
         pad = same_padding(kernel_size)
@@ -362,7 +364,8 @@ class DynamicInterFramePrompt(BaseInterFramePrompt):
         n = torch.ceil(self.eta * w.detach())
         return n.clamp(self.min_prompts, self.max_prompts).long()
 
-    def frame_prompts(self, tokens: torch.Tensor,
+    def frame_prompts(self,
+                      tokens: torch.Tensor,
                       region_mask: Optional[torch.Tensor] = None
                       ) -> InterFramePrompts:
         """The backbone hook: :meth:`forward`, as extra slots per frame.
@@ -380,12 +383,15 @@ class DynamicInterFramePrompt(BaseInterFramePrompt):
         """
         out = self(tokens, region_mask)
         return InterFramePrompts(
-            local_offset=None, extra=out['prompts'],
+            local_offset=None,
+            extra=out['prompts'],
             extra_padding=out['padding_mask'],
-            intermediates=dict(w_raw=out['w_raw'], w=out['w'],
-                               inter_prompt=out['prompts'],
-                               inter_counts=out['counts'],
-                               inter_padding=out['padding_mask']))
+            intermediates=dict(
+                w_raw=out['w_raw'],
+                w=out['w'],
+                inter_prompt=out['prompts'],
+                inter_counts=out['counts'],
+                inter_padding=out['padding_mask']))
 
     def forward(self,
                 tokens: torch.Tensor,
@@ -436,8 +442,9 @@ class DynamicInterFramePrompt(BaseInterFramePrompt):
         if n_groups:
             # eqs. 9-10
             scorer = self.variation_scorer
-            h = conv3d_same(diff.unsqueeze(1), scorer.weight, scorer.bias,
-                            scorer.padding).squeeze(1)
+            h = conv3d_same(
+                diff.unsqueeze(1), scorer.weight, scorer.bias,
+                scorer.padding).squeeze(1)
             energy = h.pow(2).sum(dim=-1)  # [B, G, N]
             if r is not None:
                 energy = energy * (1 + self.beta * r)
@@ -470,8 +477,12 @@ class DynamicInterFramePrompt(BaseInterFramePrompt):
             w = torch.cat([w.new_zeros(B, 1), w], 1)
         slots = torch.arange(M, device=z.device)
         padding_mask = slots >= counts[..., None]
-        return dict(prompts=prompts, padding_mask=padding_mask,
-                    counts=counts, w_raw=w_raw, w=w)
+        return dict(
+            prompts=prompts,
+            padding_mask=padding_mask,
+            counts=counts,
+            w_raw=w_raw,
+            w=w)
 
 
 def build_inter_frame_prompt(cfg: Optional[dict],
@@ -493,7 +504,10 @@ def build_inter_frame_prompt(cfg: Optional[dict],
         BaseInterFramePrompt | None: The module.
     """
     return build_mode_module(
-        'inter_prompt', cfg,
-        dict(official='AttentiveInterFramePrompt',
-             paper='DynamicInterFramePrompt'),
-        base=BaseInterFramePrompt, **defaults)
+        'inter_prompt',
+        cfg,
+        dict(
+            official='AttentiveInterFramePrompt',
+            paper='DynamicInterFramePrompt'),
+        base=BaseInterFramePrompt,
+        **defaults)

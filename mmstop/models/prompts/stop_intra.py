@@ -132,9 +132,8 @@ class PixelIntraFramePrompt(BaseIntraFramePrompt):
         self.grid_size = tuple(
             s // p for s, p in zip(self.image_size, self.patch_size))
         if mask_pooling not in ('residue', 'patch'):
-            raise ValueError(
-                "mask_pooling must be 'residue' or 'patch', got "
-                f'{mask_pooling!r}')
+            raise ValueError("mask_pooling must be 'residue' or 'patch', got "
+                             f'{mask_pooling!r}')
         if len(hidden_channels) != 3:
             raise ValueError(
                 f'hidden_channels must have 3 entries, got {hidden_channels}')
@@ -162,7 +161,9 @@ class PixelIntraFramePrompt(BaseIntraFramePrompt):
         self.dropout_conv = nn.Dropout(dropout)
         self.dropout_mlp = nn.Dropout(dropout)
         self.region_scorer = nn.Conv3d(
-            in_channels, 1, scorer_kernel_size,
+            in_channels,
+            1,
+            scorer_kernel_size,
             padding=same_padding(scorer_kernel_size))
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -294,8 +295,7 @@ def cls_attention_map(tokens: torch.Tensor, norm: nn.Module,
     D, heads = x.shape[-1], attn.num_heads
     weight, bias = attn.in_proj_weight, attn.in_proj_bias
     q = F.linear(x[..., :1, :], weight[:D], None if bias is None else bias[:D])
-    k = F.linear(x, weight[D:2 * D],
-                 None if bias is None else bias[D:2 * D])
+    k = F.linear(x, weight[D:2 * D], None if bias is None else bias[D:2 * D])
     head_dims = D // heads
     q = q.unflatten(-1, (heads, head_dims)).transpose(-2, -3)  # [..., H, 1, d]
     # [..., H, 1+N, d]
@@ -355,11 +355,14 @@ class TokenPrompter(nn.Module):
         super().__init__()
         second = (1, ) + tuple(kernel_size[1:])
         self.conv = nn.Sequential(
-            nn.Conv3d(1, hidden_channels, kernel_size,
-                      padding=same_padding(kernel_size)),
+            nn.Conv3d(
+                1,
+                hidden_channels,
+                kernel_size,
+                padding=same_padding(kernel_size)),
             nn.ReLU(),
-            nn.Conv3d(hidden_channels, 1, second,
-                      padding=same_padding(second)),
+            nn.Conv3d(
+                hidden_channels, 1, second, padding=same_padding(second)),
         )
         self.mlp = nn.Sequential(
             nn.Linear(embed_dims, mlp_channels),
@@ -507,8 +510,7 @@ class TokenIntraFramePrompt(BaseIntraFramePrompt):
         """The backbone hook: :meth:`applies_to`."""
         return self.applies_to(layer)
 
-    def prompt_tokens(self, tokens: torch.Tensor, layer: int,
-                      norm: nn.Module,
+    def prompt_tokens(self, tokens: torch.Tensor, layer: int, norm: nn.Module,
                       attn: nn.MultiheadAttention) -> IntraFramePromptOutput:
         """The backbone hook: :meth:`forward` at the input of ``layer``.
 
@@ -531,7 +533,9 @@ class TokenIntraFramePrompt(BaseIntraFramePrompt):
                 for key in ('mask', 'scores', 'attn_map', 'dynamics')
             })
 
-    def region_scores(self, tokens: torch.Tensor, layer: int,
+    def region_scores(self,
+                      tokens: torch.Tensor,
+                      layer: int,
                       norm: Optional[nn.Module] = None,
                       attn: Optional[nn.MultiheadAttention] = None
                       ) -> Dict[str, torch.Tensor]:
@@ -623,7 +627,8 @@ def build_intra_frame_prompt(cfg: Optional[dict],
         BaseIntraFramePrompt | None: The module.
     """
     return build_mode_module(
-        'intra_prompt', cfg,
-        dict(official='PixelIntraFramePrompt',
-             paper='TokenIntraFramePrompt'),
-        base=BaseIntraFramePrompt, **defaults)
+        'intra_prompt',
+        cfg,
+        dict(official='PixelIntraFramePrompt', paper='TokenIntraFramePrompt'),
+        base=BaseIntraFramePrompt,
+        **defaults)

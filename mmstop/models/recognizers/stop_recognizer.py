@@ -107,13 +107,16 @@ class STOPRecognizer(Recognizer3D):
         """
         head = stage == 'head' and not test_mode
         feats, kwargs = super().extract_feat(
-            inputs, stage='neck' if head else stage,
-            data_samples=data_samples, test_mode=test_mode)
+            inputs,
+            stage='neck' if head else stage,
+            data_samples=data_samples,
+            test_mode=test_mode)
         if stage == 'backbone' and not test_mode:
             return feats, kwargs
         if self.text_head:
-            kwargs.update(class_embeddings=self.class_embeddings(),
-                          logit_scale=self.backbone.logit_scale)
+            kwargs.update(
+                class_embeddings=self.class_embeddings(),
+                logit_scale=self.backbone.logit_scale)
         if head and self.with_cls_head:
             feats = self.cls_head(feats, **kwargs)
         return feats, kwargs

@@ -78,8 +78,8 @@ def symmetric_info_nce(text: torch.Tensor, video: torch.Tensor,
     with torch.autocast(text.device.type, enabled=False):
         text = F.normalize(text.float(), dim=-1)
         video = F.normalize(video.float(), dim=-1)
-        scale = torch.as_tensor(logit_scale, dtype=text.dtype,
-                                device=text.device).exp()
+        scale = torch.as_tensor(
+            logit_scale, dtype=text.dtype, device=text.device).exp()
         sim = scale * text @ video.t()
         labels = torch.arange(sim.shape[0], device=sim.device)
         return F.cross_entropy(sim, labels), F.cross_entropy(sim.t(), labels)
@@ -163,22 +163,25 @@ class STOPSimilarity(BaseModel):
                 f'(TokenizeText context_length), got {sorted(lengths)}')
         return torch.cat(ids).long(), [t.shape[0] for t in ids]
 
-    def encode_video(self, frames: torch.Tensor,
+    def encode_video(self,
+                     frames: torch.Tensor,
                      visual_prompts: Optional[torch.Tensor] = None
                      ) -> torch.Tensor:
         """Video features ``[B, D]`` of frames ``[B, T, 3, H, W]``."""
         return self.backbone.encode_video(frames, visual_prompts)
 
-    def encode_text(self, token_ids: torch.Tensor,
+    def encode_text(self,
+                    token_ids: torch.Tensor,
                     text_prompts: Optional[torch.Tensor] = None
                     ) -> torch.Tensor:
         """Caption features ``[N, D]`` of token ids ``[N, L]``."""
         return self.backbone.encode_text(token_ids, text_prompts)
 
-    def extract_feat(self, inputs: torch.Tensor,
-                     data_samples: Optional[Sequence] = None
-                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor],
-                                Optional[List[int]]]:
+    def extract_feat(
+        self,
+        inputs: torch.Tensor,
+        data_samples: Optional[Sequence] = None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[List[int]]]:
         """Video and caption features with the prompts computed once.
 
         Returns:
@@ -232,8 +235,8 @@ class STOPSimilarity(BaseModel):
         t2v, v2t = symmetric_info_nce(text, video, self.backbone.logit_scale)
         return dict(
             loss_sim=(t2v + v2t) / 2,
-            global_batch=torch.tensor(float(video.shape[0]),
-                                      device=video.device))
+            global_batch=torch.tensor(
+                float(video.shape[0]), device=video.device))
 
     def _log_eval_start(self, batch_size: int) -> None:
         if self._eval_logged:
@@ -276,18 +279,20 @@ class STOPSimilarity(BaseModel):
             ds.set_field(vf, 'video_feature')
             ds.set_field(tf, 'text_feature')
             if tf.shape[0] == 1:
-                ds.features = InstanceData(video_feature=vf,
-                                           text_feature=tf[0])
+                ds.features = InstanceData(
+                    video_feature=vf, text_feature=tf[0])
         if any(c > 1 for c in counts) and not self._multi_caption_logged:
             self._multi_caption_logged = True
             print_log(
                 'STOPSimilarity: samples with several captions have no '
                 '"features" field (MMAction2\'s RetrievalMetric takes one '
                 'caption per video); VideoTextRetrievalMetric reads '
-                'video_feature / text_feature', logger='current')
+                'video_feature / text_feature',
+                logger='current')
         return data_samples
 
-    def _forward(self, inputs: torch.Tensor,
+    def _forward(self,
+                 inputs: torch.Tensor,
                  data_samples: Optional[Sequence] = None):
         """Tensor mode: ``(video [B, D], text [sum n_i, D] or None)``."""
         video, text, _ = self.extract_feat(inputs, data_samples)

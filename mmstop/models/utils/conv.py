@@ -66,8 +66,7 @@ def uses_fft(x: torch.Tensor, weight: torch.Tensor) -> bool:
             or (in_channels == 1 and needs_backward))
 
 
-def conv3d_same(x: torch.Tensor,
-                weight: torch.Tensor,
+def conv3d_same(x: torch.Tensor, weight: torch.Tensor,
                 bias: Optional[torch.Tensor],
                 padding: Sequence[int]) -> torch.Tensor:
     """Stride-1 3D convolution with a CPU backend chosen for speed.

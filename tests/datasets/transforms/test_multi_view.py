@@ -19,8 +19,7 @@ def official_ssv2_test_views(n, num_segment=8, test_num_segment=2):
     while len(idx) < num_segment * test_num_segment:
         idx.append(idx[-1])
     idx = np.sort(np.array(idx))
-    return [idx[k::test_num_segment].tolist()
-            for k in range(test_num_segment)]
+    return [idx[k::test_num_segment].tolist() for k in range(test_num_segment)]
 
 
 @pytest.mark.parametrize('n', [1, 5, 8, 9, 17, 31, 48, 123])
@@ -33,17 +32,17 @@ def test_segment_views_equal_official_ssv2(n):
 
 def test_segment_views_values_and_keys():
     # n = 20, 4 segments of tick 5, 2 views: starts and centres
-    assert segment_view_indices(20, 4, 2).tolist() == [
-        0, 5, 10, 15, 2, 7, 12, 17]
+    assert segment_view_indices(20, 4,
+                                2).tolist() == [0, 5, 10, 15, 2, 7, 12, 17]
     # 3 views: offsets 0, 5/3, 10/3 inside every segment
-    assert segment_view_indices(20, 4, 3).tolist() == [
-        0, 5, 10, 15, 1, 6, 11, 16, 3, 8, 13, 18]
+    assert segment_view_indices(
+        20, 4, 3).tolist() == [0, 5, 10, 15, 1, 6, 11, 16, 3, 8, 13, 18]
     tr = TRANSFORMS.build(
         dict(type='SegmentViewSampleFrames', clip_len=4, num_views=2))
     out = tr(dict(total_frames=20, start_index=1))
     assert out['frame_inds'].tolist() == [1, 6, 11, 16, 3, 8, 13, 18]
-    assert (out['clip_len'], out['num_clips'], out['frame_interval']) == (
-        4, 2, None)
+    assert (out['clip_len'], out['num_clips'], out['frame_interval']) == (4, 2,
+                                                                          None)
 
 
 def test_segment_views_bad_input():
@@ -58,30 +57,30 @@ def test_segment_views_bad_input():
         tr(dict(total_frames=0, filename='a.mp4'))
 
 
-@pytest.mark.parametrize('long,crop,n,expected', [
-    (298, 224, 3, [0, 37, 74]),  # = ThreeCrop: 0, (long-crop)//2, long-crop
-    (300, 224, 6, [0, 15, 30, 45, 60, 76]),  # int(j * 76 / 5)
-    (398, 224, 9, [0, 21, 43, 65, 87, 108, 130, 152, 174]),
-    (224, 224, 9, [0] * 9),
-    (300, 224, 1, [38]),
-])
+@pytest.mark.parametrize(
+    'long,crop,n,expected',
+    [
+        (298, 224, 3, [0, 37, 74
+                       ]),  # = ThreeCrop: 0, (long-crop)//2, long-crop
+        (300, 224, 6, [0, 15, 30, 45, 60, 76]),  # int(j * 76 / 5)
+        (398, 224, 9, [0, 21, 43, 65, 87, 108, 130, 152, 174]),
+        (224, 224, 9, [0] * 9),
+        (300, 224, 1, [38]),
+    ])
 def test_long_side_offsets(long, crop, n, expected):
     assert long_side_offsets(long, crop, n) == expected
 
 
 def frames(t, h, w):
     # pixel value encodes (frame, row, col) so crops can be located
-    return [
-        (np.arange(h * w, dtype=np.int64).reshape(h, w, 1) * 10 + f).repeat(
-            3, axis=2) for f in range(t)
-    ]
+    return [(np.arange(h * w, dtype=np.int64).reshape(h, w, 1) * 10 +
+             f).repeat(3, axis=2) for f in range(t)]
 
 
 @pytest.mark.parametrize('h,w', [(4, 10), (10, 4)])
 def test_long_side_crops(h, w):
     t, n = 2, 3
-    tr = TRANSFORMS.build(dict(type='LongSideCrops', crop_size=4,
-                               num_crops=n))
+    tr = TRANSFORMS.build(dict(type='LongSideCrops', crop_size=4, num_crops=n))
     out = tr(dict(imgs=frames(t, h, w), img_shape=(h, w)))
     assert len(out['imgs']) == n * t
     assert out['img_shape'] == (4, 4)
@@ -92,8 +91,7 @@ def test_long_side_crops(h, w):
             assert crop.shape == (4, 4, 3)
             y, x = (0, offsets[c]) if w >= h else (offsets[c], 0)
             assert crop[0, 0, 0] == (y * w + x) * 10 + f
-            assert out['crop_bbox'][c * t + f].tolist() == [
-                x, y, x + 4, y + 4]
+            assert out['crop_bbox'][c * t + f].tolist() == [x, y, x + 4, y + 4]
 
 
 def test_long_side_crops_centres_the_short_side():

@@ -22,8 +22,11 @@ class Scribble(BaseTransform):
 
 
 def decoded(t=3):
-    return dict(imgs=[np.zeros((8, 8, 3), np.uint8) for _ in range(t)],
-                img_shape=(8, 8), label=2, filename='a.mp4')
+    return dict(
+        imgs=[np.zeros((8, 8, 3), np.uint8) for _ in range(t)],
+        img_shape=(8, 8),
+        label=2,
+        filename='a.mp4')
 
 
 def test_repeats_are_independent_copies():
@@ -44,12 +47,16 @@ def test_repeats_are_independent_copies():
 def test_builds_mmaction_transforms_and_collates():
     init_default_scope('mmaction')
     tr = TRANSFORMS.build(
-        dict(type='RepeatedAugment', num_repeats=2, transforms=[
-            dict(type='RandomResizedCrop'),
-            dict(type='Resize', scale=(4, 4), keep_ratio=False),
-            dict(type='Flip', flip_ratio=0.5),
-            dict(type='FormatShape', input_format='NCTHW'),
-            dict(type='PackActionInputs')]))
+        dict(
+            type='RepeatedAugment',
+            num_repeats=2,
+            transforms=[
+                dict(type='RandomResizedCrop'),
+                dict(type='Resize', scale=(4, 4), keep_ratio=False),
+                dict(type='Flip', flip_ratio=0.5),
+                dict(type='FormatShape', input_format='NCTHW'),
+                dict(type='PackActionInputs')
+            ]))
     sample = dict(decoded(), num_clips=1, clip_len=3, modality='RGB')
     out = tr(sample)
     assert len(out) == 2

@@ -13,15 +13,17 @@ def _sample(n, t, test_mode, **kwargs):
     return tr(dict(total_frames=n, start_index=0))['frame_inds'].tolist()
 
 
-@pytest.mark.parametrize('n,t,expected', [
-    # tick = n / T; frame x = int(tick / 2 + tick * x)
-    (10, 4, [1, 3, 6, 8]),  # tick 2.5: 1.25, 3.75, 6.25, 8.75
-    (30, 12, [1, 3, 6, 8, 11, 13, 16, 18, 21, 23, 26, 28]),
-    (13, 4, [1, 4, 8, 11]),  # tick 3.25: 1.625, 4.875, 8.125, 11.375
-    (12, 12, list(range(12))),  # n == T: clip(arange)
-    (5, 8, [0, 1, 2, 3, 4, 4, 4, 4]),  # short video: last frame repeats
-    (1, 3, [0, 0, 0]),
-])
+@pytest.mark.parametrize(
+    'n,t,expected',
+    [
+        # tick = n / T; frame x = int(tick / 2 + tick * x)
+        (10, 4, [1, 3, 6, 8]),  # tick 2.5: 1.25, 3.75, 6.25, 8.75
+        (30, 12, [1, 3, 6, 8, 11, 13, 16, 18, 21, 23, 26, 28]),
+        (13, 4, [1, 4, 8, 11]),  # tick 3.25: 1.625, 4.875, 8.125, 11.375
+        (12, 12, list(range(12))),  # n == T: clip(arange)
+        (5, 8, [0, 1, 2, 3, 4, 4, 4, 4]),  # short video: last frame repeats
+        (1, 3, [0, 0, 0]),
+    ])
 def test_test_mode_segment_centres(n, t, expected):
     assert _sample(n, t, True) == expected
     assert _sample(n, t, True) == expected  # deterministic
@@ -40,13 +42,12 @@ def test_train_official_segments():
 def test_train_equal_segments_cover_all_frames():
     # n = 26, T = 4: bounds floor(x * 26 / 4) = 0, 6, 13, 19, 26
     np.random.seed(1)
-    draws = np.array([
-        _sample(26, 4, False, train_segments='equal') for _ in range(400)
-    ])
+    draws = np.array(
+        [_sample(26, 4, False, train_segments='equal') for _ in range(400)])
     bounds = [0, 6, 13, 19, 26]
     for x in range(4):
-        assert set(draws[:, x].tolist()) == set(
-            range(bounds[x], bounds[x + 1]))
+        assert set(draws[:,
+                         x].tolist()) == set(range(bounds[x], bounds[x + 1]))
 
 
 def test_train_short_video_clipped():
@@ -66,8 +67,7 @@ def test_keys_start_index_and_window():
     assert tr(dict(total_frames=3))['valid_frames'] == 3
     # window [2 s, 3.1 s] at 10 fps: frames int(20) .. int(31) = 12 frames,
     # tick 3 -> 20 + [1, 4, 7, 10]
-    out = tr(dict(total_frames=100, avg_fps=10.0, start_sec=2.0,
-                  end_sec=3.1))
+    out = tr(dict(total_frames=100, avg_fps=10.0, start_sec=2.0, end_sec=3.1))
     assert out['frame_inds'].tolist() == [21, 24, 27, 30]
     # the end is capped at the last frame (official min(end*fps, n))
     out = tr(dict(total_frames=20, avg_fps=10.0, end_sec=31.0))

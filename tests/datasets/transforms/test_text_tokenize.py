@@ -73,8 +73,9 @@ def test_transform_list_and_string_and_truncation_log(monkeypatch):
     monkeypatch.setattr(mod, 'print_log',
                         lambda msg, **kw: messages.append(msg))
     tok = TRANSFORMS.build(dict(type='TokenizeText', context_length=6))
-    out = tok(dict(text=['one two', 'one two three four five six'],
-                   filename='v.mp4'))
+    out = tok(
+        dict(
+            text=['one two', 'one two three four five six'], filename='v.mp4'))
     assert out['text_ids'].shape == (2, 6)
     assert out['text_truncated'] == 1
     assert out['text_ids'][1].tolist()[-1] == EOT

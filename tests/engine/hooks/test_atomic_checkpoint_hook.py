@@ -11,10 +11,14 @@ class Killed(Exception):
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(toy_runner):
-    runner = toy_runner(default_hooks=dict(
-        logger=dict(type='LoggerHook', interval=100),
-        checkpoint=dict(type='AtomicCheckpointHook', interval=1,
-                        by_epoch=False, max_keep_ckpts=1)))
+    runner = toy_runner(
+        default_hooks=dict(
+            logger=dict(type='LoggerHook', interval=100),
+            checkpoint=dict(
+                type='AtomicCheckpointHook',
+                interval=1,
+                by_epoch=False,
+                max_keep_ckpts=1)))
     save = runner.save_checkpoint
 
     def dies_at_iter_3(out_dir, filename, *args, **kwargs):
@@ -29,6 +33,7 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(toy_runner):
     # MMEngine's CheckpointHook deletes iter_2.pth before writing iter_3.pth
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
     assert not osp.exists(osp.join(work, 'iter_1.pth'))  # still rotates
-    hook = [h for h in runner.hooks
-            if type(h).__name__ == 'AtomicCheckpointHook'][0]
+    hook = [
+        h for h in runner.hooks if type(h).__name__ == 'AtomicCheckpointHook'
+    ][0]
     assert isinstance(hook.file_backend, AtomicLocalBackend)

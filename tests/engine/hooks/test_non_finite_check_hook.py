@@ -11,8 +11,7 @@ from mmstop.utils.checkpoint import safe_torch_load
 def test_nan_gradient_stops_before_the_update_and_the_checkpoint(
         toy_runner, tmp_path):
     runner = toy_runner(
-        nan_at=3,
-        custom_hooks=[dict(type='NonFiniteCheckHook')])
+        nan_at=3, custom_hooks=[dict(type='NonFiniteCheckHook')])
     with pytest.raises(NonFiniteError) as err:
         runner.train()
     msg = str(err.value)

@@ -42,8 +42,10 @@ def test_checkpoint_holds_state_and_resume_restores_it(toy_runner):
     set_random_state(entry['ranks'][0])
     expected = draw()
     hook = RandomStateHook()
-    resumed = toy_runner(custom_hooks=[hook], resume=True,
-                         load_from=f'{runner.work_dir}/iter_5.pth')
+    resumed = toy_runner(
+        custom_hooks=[hook],
+        resume=True,
+        load_from=f'{runner.work_dir}/iter_5.pth')
     resumed._train_loop = resumed.build_train_loop(resumed._train_loop)
     resumed.load_or_resume()  # after_load_checkpoint keeps the entry
     torch.manual_seed(123)  # whatever runs between the load and training

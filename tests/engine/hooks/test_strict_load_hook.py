@@ -15,8 +15,11 @@ def _checkpoint(tmp_path, runner, **changes):
 
 def test_mis_shaped_load_from_raises_naming_the_key(toy_runner, tmp_path):
     runner = toy_runner(custom_hooks=[dict(type='StrictLoadHook')])
-    path = _checkpoint(tmp_path, runner, **{'head.weight': torch.zeros(1, 4),
-                                            'extra.bias': torch.zeros(1)})
+    path = _checkpoint(
+        tmp_path, runner, **{
+            'head.weight': torch.zeros(1, 4),
+            'extra.bias': torch.zeros(1)
+        })
     with pytest.raises(CheckpointMismatchError) as err:
         runner.load_checkpoint(path)  # what load_from / tools/test.py do
     msg = str(err.value)
@@ -31,16 +34,17 @@ def test_missing_key_raises_and_allowed_keys_pass(toy_runner, tmp_path):
     del state['body.bias']
     path = str(tmp_path / 'partial.pth')
     torch.save(dict(state_dict=state), path)
-    with pytest.raises(CheckpointMismatchError,
-                       match=r'missing key.*body\.bias'):
+    with pytest.raises(
+            CheckpointMismatchError, match=r'missing key.*body\.bias'):
         runner.load_checkpoint(path)
 
-    runner = toy_runner(custom_hooks=[
-        dict(type='StrictLoadHook', allow_mismatch=[r'head\.'])
-    ])
+    runner = toy_runner(
+        custom_hooks=[dict(type='StrictLoadHook', allow_mismatch=[r'head\.'])])
     init = runner.model.head.weight.detach().clone()
-    donor = {k: torch.full_like(v, 0.5)
-             for k, v in runner.model.state_dict().items()}
+    donor = {
+        k: torch.full_like(v, 0.5)
+        for k, v in runner.model.state_dict().items()
+    }
     donor['head.weight'] = torch.zeros(1, 4)  # a new head
     path = _checkpoint(tmp_path, runner, **donor)
     runner.load_checkpoint(path)

@@ -8,13 +8,15 @@ from mmstop.evaluation import retrieval_metrics
 
 # 5 captions, 3 videos; captions 0,1 -> video 0, caption 2 -> video 1,
 # captions 3,4 -> video 2.
-SIM = np.array([
-    [0.5, 0.8, 0.5],   # t0 (gt v0=.5): v1 .8 higher, v2 .5 tied
-    [0.9, 0.7, 0.2],   # t1 (gt v0=.9): best
-    [0.3, 0.6, 0.6],   # t2 (gt v1=.6): v2 .6 tied
-    [0.4, 0.1, 0.3],   # t3 (gt v2=.3): v0 .4 higher
-    [0.2, 0.65, 0.7],  # t4 (gt v2=.7): best
-], dtype=np.float32)
+SIM = np.array(
+    [
+        [0.5, 0.8, 0.5],  # t0 (gt v0=.5): v1 .8 higher, v2 .5 tied
+        [0.9, 0.7, 0.2],  # t1 (gt v0=.9): best
+        [0.3, 0.6, 0.6],  # t2 (gt v1=.6): v2 .6 tied
+        [0.4, 0.1, 0.3],  # t3 (gt v2=.3): v0 .4 higher
+        [0.2, 0.65, 0.7],  # t4 (gt v2=.7): best
+    ],
+    dtype=np.float32)
 T2V = [0, 0, 1, 2, 2]
 
 
@@ -89,7 +91,8 @@ def test_keys_and_torch_input():
     sim = torch.tensor(SIM)
     out = retrieval_metrics(sim, torch.tensor(T2V))
     assert set(out) == {
-        f'{d}/{k}' for d in ('t2v', 'v2t')
+        f'{d}/{k}'
+        for d in ('t2v', 'v2t')
         for k in ('R@1', 'R@5', 'R@10', 'MdR', 'MnR')
     }
     assert all(isinstance(v, float) for v in out.values())
@@ -134,8 +137,9 @@ def test_dual_softmax_values():
 
 def test_video_without_caption():
     sim = np.array([[0.9, 0.1, 0.95], [0.2, 0.8, 0.1]])
-    with pytest.raises(ValueError, match=r'1 of 3 videos have no caption'
-                       r'.*\[2\]'):
+    with pytest.raises(
+            ValueError, match=r'1 of 3 videos have no caption'
+            r'.*\[2\]'):
         retrieval_metrics(sim, [0, 1])
     out = retrieval_metrics(
         sim, [0, 1], allow_videos_without_captions=True, return_ranks=True)
@@ -144,7 +148,9 @@ def test_video_without_caption():
     # and is no v2t query
     assert out['v2t/ranks'].tolist() == [1, 1]
     grp = retrieval_metrics(
-        sim, [0, 1], v2t_mode='group', allow_videos_without_captions=True,
+        sim, [0, 1],
+        v2t_mode='group',
+        allow_videos_without_captions=True,
         return_ranks=True)
     assert grp['v2t/ranks'].tolist() == [1, 1]
 

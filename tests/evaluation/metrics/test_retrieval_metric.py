@@ -67,8 +67,11 @@ def test_metric_restores_dataset_order():
     # without sample_idx, order would matter: the caption->video mapping is
     # rebuilt from the sample order, so the samples must carry sample_idx
     t, v, t2v = VideoTextRetrievalMetric.assemble([
-        dict(video_feature=videos[i].numpy(), text_feature=texts[i].numpy(),
-             sample_idx=i, video_index=None) for i in order
+        dict(
+            video_feature=videos[i].numpy(),
+            text_feature=texts[i].numpy(),
+            sample_idx=i,
+            video_index=None) for i in order
     ])
     assert t2v.tolist() == [0, 1, 1, 1, 1, 2, 2, 3, 3, 4]
     np.testing.assert_array_equal(v, videos.numpy())
@@ -82,8 +85,11 @@ def test_metric_merges_samples_of_one_video():
     for v, caps in enumerate(texts):
         for row in caps:
             samples.append(
-                dict(sample_idx=idx, video_index=10 + v,
-                     video_feature=videos[v], text_feature=row))
+                dict(
+                    sample_idx=idx,
+                    video_index=10 + v,
+                    video_feature=videos[v],
+                    text_feature=row))
             idx += 1
     metric = VideoTextRetrievalMetric(prefix='r')
     random.Random(0).shuffle(samples)
@@ -97,8 +103,9 @@ def test_metric_merges_samples_of_one_video():
 def test_metric_duplicates_dropped_and_features_key():
     videos, texts = _features(seed=3, counts=(1, 1, 1))
     samples = [
-        dict(sample_idx=i, features=dict(video_feature=videos[i],
-                                         text_feature=texts[i][0]))
+        dict(
+            sample_idx=i,
+            features=dict(video_feature=videos[i], text_feature=texts[i][0]))
         for i in range(3)
     ]
     metric = VideoTextRetrievalMetric()
@@ -111,9 +118,9 @@ def test_metric_duplicates_dropped_and_features_key():
 
 def test_metric_options_forwarded():
     videos, texts = _features(seed=4, counts=(3, 1, 2, 2))
-    for kwargs in (dict(dsl=True, dsl_temperature=50.0),
-                   dict(v2t_mode='group'), dict(ties='optimistic'),
-                   dict(ks=(1, 2))):
+    for kwargs in (dict(dsl=True,
+                        dsl_temperature=50.0), dict(v2t_mode='group'),
+                   dict(ties='optimistic'), dict(ks=(1, 2))):
         metric = VideoTextRetrievalMetric(**kwargs)
         metric.process(None, _samples(videos, texts))
         out = metric.compute_metrics(metric.results)
@@ -126,18 +133,24 @@ def test_metric_bad_input():
         metric.process(None, [dict(sample_idx=0, text_feature=torch.ones(2))])
     with pytest.raises(ValueError, match='text_feature'):
         metric.process(None, [
-            dict(sample_idx=0, video_feature=torch.ones(4),
-                 text_feature=torch.ones(2, 3))
+            dict(
+                sample_idx=0,
+                video_feature=torch.ones(4),
+                text_feature=torch.ones(2, 3))
         ])
     with pytest.raises(ValueError, match='ties'):
         VideoTextRetrievalMetric(ties='x')
     # a zero feature gives NaN cosine similarity: clear error, not a number
     metric = VideoTextRetrievalMetric()
     metric.process(None, [
-        dict(sample_idx=0, video_feature=torch.zeros(4),
-             text_feature=torch.ones(1, 4)),
-        dict(sample_idx=1, video_feature=torch.ones(4),
-             text_feature=torch.ones(1, 4)),
+        dict(
+            sample_idx=0,
+            video_feature=torch.zeros(4),
+            text_feature=torch.ones(1, 4)),
+        dict(
+            sample_idx=1,
+            video_feature=torch.ones(4),
+            text_feature=torch.ones(1, 4)),
     ])
     with pytest.raises(ValueError, match='NaN'):
         metric.compute_metrics(metric.results)
@@ -150,7 +163,9 @@ def _dist_worker(rank, world, port, tmpdir):
     # working directory: the test's, not the repository
     os.chdir(tmpdir)
     dist.init_process_group(
-        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
         world_size=world)
     videos, texts = _features(seed=5, counts=(2, 1, 3, 1, 2))
     n = len(videos)
@@ -176,7 +191,9 @@ def test_metric_distributed_gather(tmp_path):
     # fork: the workers reuse this process's imports (spawn re-imports
     # mmaction and takes ~30 s on 2 cores)
     mp.start_processes(
-        _dist_worker, args=(2, port, str(tmp_path)), nprocs=2,
+        _dist_worker,
+        args=(2, port, str(tmp_path)),
+        nprocs=2,
         start_method='fork')
     videos, texts = _features(seed=5, counts=(2, 1, 3, 1, 2))
     exp = _expected(videos, texts)

@@ -22,8 +22,8 @@ def test_slots_of_each_layer_replace_the_previous_ones():
     assert torch.equal(f[:, :, 1:1 + P], expected)
     assert torch.equal(slots.remove(f), tokens)
     shared = FrameTokenSlots(torch.randn(L, P, D), B, T, P, G, N)
-    assert torch.equal(shared.insert(0, tokens)[0, 2, 1:1 + P],
-                       shared.local[0, 0, 0])
+    assert torch.equal(
+        shared.insert(0, tokens)[0, 2, 1:1 + P], shared.local[0, 0, 0])
     with pytest.raises(ValueError, match='cover 2 frames, video has 3'):
         FrameTokenSlots(torch.randn(L, 2 * P, D), B, T, P, G, N)
 
@@ -33,8 +33,9 @@ def test_padded_extra_slots_are_masked_keys():
     extra = torch.randn(B, T, S, D)
     padding = torch.zeros(B, T, S, dtype=torch.bool)
     padding[1, 2, 1:] = True
-    slots = FrameTokenSlots(torch.randn(L, P, D), B, T, P, G, N,
-                            InterFramePrompts(None, extra, padding, {}))
+    slots = FrameTokenSlots(
+        torch.randn(L, P, D), B, T, P, G, N,
+        InterFramePrompts(None, extra, padding, {}))
     tokens = torch.randn(B, T, 1 + N, D)
     f = slots.insert(0, tokens)
     F = 1 + P + S + N

@@ -22,13 +22,19 @@ MODES = ['official', 'paper', None]
 # official modules with smaller kernels/channels (their CPU conv backward is
 # slow at the official sizes; the parity tests cover those)
 SMALL = dict(
-    intra=dict(official=dict(hidden_channels=(2, 2, 3), mlp_channels=4,
-                             kernel_size=(3, 5, 5),
-                             scorer_kernel_size=(3, 5, 5)),
-               paper=dict()),
-    inter=dict(official=dict(hidden_channels=3, kernel_size=(3, 5, 9),
-                             scorer_kernel_size=(3, 5, 5)),
-               paper=dict()))
+    intra=dict(
+        official=dict(
+            hidden_channels=(2, 2, 3),
+            mlp_channels=4,
+            kernel_size=(3, 5, 5),
+            scorer_kernel_size=(3, 5, 5)),
+        paper=dict()),
+    inter=dict(
+        official=dict(
+            hidden_channels=3,
+            kernel_size=(3, 5, 9),
+            scorer_kernel_size=(3, 5, 5)),
+        paper=dict()))
 
 
 def mode_cfg(kind, mode):
@@ -40,8 +46,12 @@ def mode_cfg(kind, mode):
 def build(intra='official', inter='official', **kwargs):
     intra_cfg, inter_cfg = mode_cfg('intra', intra), mode_cfg('inter', inter)
     torch.manual_seed(0)
-    return STOPCLIP(arch=ARCH, num_frames=T, intra_prompt=intra_cfg,
-                    inter_prompt=inter_cfg, **kwargs)
+    return STOPCLIP(
+        arch=ARCH,
+        num_frames=T,
+        intra_prompt=intra_cfg,
+        inter_prompt=inter_cfg,
+        **kwargs)
 
 
 def frames(seed=1, batch=B):
@@ -123,8 +133,9 @@ def test_forward_encodes_clips_and_texts_with_one_prompt_set():
         _, video_out = model.encode_video(x, return_intermediates=True)
         feature, only_video = model(clips, return_intermediates=True)
     assert torch.equal(v3, video) and torch.equal(t3, text)
-    assert set(video_out) | {'TP', 'txt_eot_layers', 'text_feature', 'sim',
-                             'logit_scale_exp'} == set(out)
+    assert set(video_out) | {
+        'TP', 'txt_eot_layers', 'text_feature', 'sim', 'logit_scale_exp'
+    } == set(out)
     cos = torch.nn.functional.normalize(text, dim=-1) @ \
         torch.nn.functional.normalize(video, dim=-1).t()
     torch.testing.assert_close(out['sim'], 100. * cos)
@@ -156,8 +167,8 @@ def test_paper_intra_changes_only_prompted_layers():
     with torch.no_grad():
         _, a = plain.encode_video(x, return_intermediates=True)
         _, b = model.encode_video(x, return_intermediates=True)
-    torch.testing.assert_close(a['vis_global_layers'][0],
-                               b['vis_global_layers'][0], rtol=0, atol=0)
+    torch.testing.assert_close(
+        a['vis_global_layers'][0], b['vis_global_layers'][0], rtol=0, atol=0)
     assert (a['vis_global_layers'][1] != b['vis_global_layers'][1]).any()
 
 
@@ -193,8 +204,9 @@ def test_paper_inter_padded_slots_do_not_influence_outputs(intra):
 
 
 def test_paper_inter_counts_and_layer0_region_mask():
-    model = build('paper', dict(mode='paper', min_prompts=2, max_prompts=7,
-                                beta=4.)).eval()
+    model = build('paper',
+                  dict(mode='paper', min_prompts=2, max_prompts=7,
+                       beta=4.)).eval()
     with torch.no_grad():
         _, out = model.encode_video(frames(), return_intermediates=True)
     counts = out['inter_counts']
@@ -214,8 +226,8 @@ def test_paper_inter_counts_and_layer0_region_mask():
 def test_only_prompt_modules_train(modes):
     model = build(*modes).train()
     trainable = set(model.trainable_parameter_names())
-    assert trainable and all(n.startswith(TRAINABLE_PREFIXES)
-                             for n in trainable)
+    assert trainable and all(
+        n.startswith(TRAINABLE_PREFIXES) for n in trainable)
     assert not any(p.requires_grad for p in model.clip.parameters())
     assert not model.clip.training  # frozen CLIP stays in eval mode
     video, out = model.encode_video(frames(), return_intermediates=True)
@@ -227,15 +239,22 @@ def test_only_prompt_modules_train(modes):
     missing = trainable - with_grad
     if modes[0] == 'official':
         # official quirk: the hard mask gives the pixel region scorer none
-        assert missing == {'intra_prompt.region_scorer.weight',
-                           'intra_prompt.region_scorer.bias'}
+        assert missing == {
+            'intra_prompt.region_scorer.weight',
+            'intra_prompt.region_scorer.bias'
+        }
     else:
         # only the heads of the counts that occurred were used
         unused = set(model.inter_prompt.heads) - {
-            str(n) for n in out['inter_counts'].unique().tolist()}
+            str(n)
+            for n in out['inter_counts'].unique().tolist()
+        }
         assert unused  # counts 1..12 cannot all occur in 2x2 gaps
-        assert missing == {f'inter_prompt.heads.{n}.{p}' for n in unused
-                           for p in ('weight', 'bias')}
+        assert missing == {
+            f'inter_prompt.heads.{n}.{p}'
+            for n in unused
+            for p in ('weight', 'bias')
+        }
 
 
 def test_freeze_clip_false_trains_clip():
@@ -259,8 +278,11 @@ def test_text_postfix_prompts_false_removes_them():
     with_postfix = build(None, None).eval()
     without = build(None, None, text_postfix_prompts=False).eval()
     assert without.prompt_generator()[0].shape[1] == 4
-    state = {k: v for k, v in with_postfix.state_dict().items()
-             if k.startswith(('clip.', 'text_adapters.'))}
+    state = {
+        k: v
+        for k, v in with_postfix.state_dict().items()
+        if k.startswith(('clip.', 'text_adapters.'))
+    }
     without.load_state_dict(state, strict=False)
     prompts = with_postfix.prompt_generator()[0]
     ids = text_ids(2, 5)
@@ -290,8 +312,8 @@ def test_encode_text_reads_the_eot_token():
         full = text_ids(14, total=16)
         assert model.encode_text(full).shape == (1, EMBED)
         # moving EOT changes the feature
-        assert not torch.allclose(model.encode_text(text_ids(3))[0],
-                                  feature[0])
+        assert not torch.allclose(
+            model.encode_text(text_ids(3))[0], feature[0])
 
 
 # ---------------------------------------------------------------------------
@@ -299,8 +321,9 @@ def test_encode_text_reads_the_eot_token():
 # ---------------------------------------------------------------------------
 def test_bad_frames_name_expected_shape():
     model = build(None, None)
-    for bad in (torch.zeros(B, T + 1, 3, 32, 32), torch.zeros(B, T, 3, 16, 16),
-                torch.zeros(T, 3, 32, 32)):
+    for bad in (torch.zeros(B, T + 1, 3, 32,
+                            32), torch.zeros(B, T, 3, 16,
+                                             16), torch.zeros(T, 3, 32, 32)):
         with pytest.raises(ValueError, match=r'\[B, 3, 3, 32, 32\]'):
             model.encode_video(bad)
 
@@ -317,8 +340,10 @@ def test_bad_text_input():
 @pytest.mark.parametrize('mode', ['official', 'paper'])
 def test_unknown_option_key_is_named(field, mode):
     with pytest.raises(TypeError, match='not_an_option'):
-        STOPCLIP(arch=ARCH, num_frames=T,
-                 **{field: dict(mode=mode, not_an_option=1)})
+        STOPCLIP(
+            arch=ARCH,
+            num_frames=T,
+            **{field: dict(mode=mode, not_an_option=1)})
 
 
 def test_unknown_mode_and_odd_text_prompts():
@@ -332,9 +357,11 @@ def test_official_inter_prompt_rejects_a_single_frame_batch():
     """Batch min-max normalisation over B*T = 1 frame is 0/0: an error
     before the forward names the fix instead of NaN features."""
     torch.manual_seed(0)
-    model = STOPCLIP(arch=ARCH, num_frames=1,
-                     intra_prompt=mode_cfg('intra', 'official'),
-                     inter_prompt=mode_cfg('inter', 'official'))
+    model = STOPCLIP(
+        arch=ARCH,
+        num_frames=1,
+        intra_prompt=mode_cfg('intra', 'official'),
+        inter_prompt=mode_cfg('inter', 'official'))
     one = torch.randn(1, 1, 3, 32, 32)
     with pytest.raises(ValueError, match=r"B\*T|1 video of 1 frame") as err:
         model.encode_video(one)
@@ -342,10 +369,11 @@ def test_official_inter_prompt_rejects_a_single_frame_batch():
     # per-video normalisation is defined for one frame; two videos of one
     # frame are fine in official mode too
     torch.manual_seed(0)
-    fixed = STOPCLIP(arch=ARCH, num_frames=1,
-                     intra_prompt=mode_cfg('intra', 'official'),
-                     inter_prompt=dict(mode_cfg('inter', 'official'),
-                                       normalize='video'))
+    fixed = STOPCLIP(
+        arch=ARCH,
+        num_frames=1,
+        intra_prompt=mode_cfg('intra', 'official'),
+        inter_prompt=dict(mode_cfg('inter', 'official'), normalize='video'))
     assert torch.isfinite(fixed.encode_video(one)).all()
     assert model.batch_dependent and not fixed.batch_dependent
     assert not build(None, None).batch_dependent
@@ -359,18 +387,28 @@ def test_init_cfg_pretrained_is_strict(tmp_path):
     from mmstop.utils.checkpoint import CheckpointMismatchError
     source = build()  # num_frames = T = 3
     path = str(tmp_path / 'stop_T3.pth')
-    torch.save({'state_dict': {'backbone.' + k: v for k, v in
-                               source.state_dict().items()}}, path)
+    torch.save(
+        {
+            'state_dict': {
+                'backbone.' + k: v
+                for k, v in source.state_dict().items()
+            }
+        }, path)
     init = dict(type='Pretrained', checkpoint=path, prefix='backbone')
-    small = dict(intra_prompt=mode_cfg('intra', 'official'),
-                 inter_prompt=mode_cfg('inter', 'official'))
+    small = dict(
+        intra_prompt=mode_cfg('intra', 'official'),
+        inter_prompt=mode_cfg('inter', 'official'))
     model = STOPCLIP(arch=ARCH, num_frames=5, init_cfg=init, **small)
-    with pytest.raises(CheckpointMismatchError,
-                       match=r'1 mis-shaped key\(s\): prompt_generator\.'
-                       r'embedding\.weight: checkpoint \(20, 128\), model '
-                       r'\(28, 128\)'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'1 mis-shaped key\(s\): prompt_generator\.'
+            r'embedding\.weight: checkpoint \(20, 128\), model '
+            r'\(28, 128\)'):
         model.init_weights()
-    model = STOPCLIP(arch=ARCH, num_frames=5, init_cfg=dict(
-        init, allow_mismatch=[r'prompt_generator\.embedding\.']), **small)
+    model = STOPCLIP(
+        arch=ARCH,
+        num_frames=5,
+        init_cfg=dict(init, allow_mismatch=[r'prompt_generator\.embedding\.']),
+        **small)
     model.init_weights()
     assert torch.equal(model.global_prompts, source.global_prompts)

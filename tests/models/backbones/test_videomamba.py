@@ -12,7 +12,6 @@ from mmstop.registry import MODELS
 
 SMALL = dict(embed_dims=32, depth=3)
 
-
 # many small ops: one intra-op thread (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures('one_thread', 'torch_seed')
 
@@ -41,11 +40,11 @@ def randomize_ssp(model, seed=0):
 def test_arch_table(arch, dims, depth):
     with torch.device('meta'):
         model = VideoMamba(arch=arch)
-    assert (model.embed_dims, model.depth,
-            len(model.layers)) == (dims, depth, depth)
+    assert (model.embed_dims, model.depth, len(model.layers)) == (dims, depth,
+                                                                  depth)
     mixer = model.layers[0].mixer
-    assert (mixer.d_inner, mixer.dt_rank, mixer.d_state, mixer.d_conv) == (
-        2 * dims, math.ceil(dims / 16), 16, 4)
+    assert (mixer.d_inner, mixer.dt_rank, mixer.d_state,
+            mixer.d_conv) == (2 * dims, math.ceil(dims / 16), 16, 4)
 
 
 def test_bad_arch():
@@ -79,26 +78,34 @@ def test_keys_match_official_table(ssp_parity_dir, arch):
     c = table['config']
     with torch.device('meta'):
         model = VideoMamba(
-            arch=arch, img_size=c['img_size'], num_frames=c['num_frames'],
-            ssp=dict(num_prompts=c['ours_num'],
-                     hidden_dims=c['ours_inner_dim'],
-                     attn_dims=c['ours_attn_dim']))
+            arch=arch,
+            img_size=c['img_size'],
+            num_frames=c['num_frames'],
+            ssp=dict(
+                num_prompts=c['ours_num'],
+                hidden_dims=c['ours_inner_dim'],
+                attn_dims=c['ours_attn_dim']))
     ours = [(k[4:] if k.startswith('ssp.') else k, tuple(v.shape))
             for k, v in model.state_dict().items()]
     official = [(e['key'], tuple(e['shape'])) for e in table['keys']
                 if e['group'] != 'head']
     assert ours == official
-    trainable = {k[4:] if k.startswith('ssp.') else k
-                 for k, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {e['key'] for e in table['keys']
-                         if e['trainable'] and e['group'] != 'head'}
+    trainable = {
+        k[4:] if k.startswith('ssp.') else k
+        for k, p in model.named_parameters() if p.requires_grad
+    }
+    assert trainable == {
+        e['key']
+        for e in table['keys'] if e['trainable'] and e['group'] != 'head'
+    }
 
 
 @pytest.mark.parametrize('arch', ['tiny', 'small', 'middle'])
 @pytest.mark.parametrize('ssp', [None, dict()])
 def test_output_shape_every_arch(arch, ssp):
-    model = MODELS.build(dict(type='VideoMamba', arch=arch, img_size=32,
-                              num_frames=2, ssp=ssp)).eval()
+    model = MODELS.build(
+        dict(type='VideoMamba', arch=arch, img_size=32, num_frames=2,
+             ssp=ssp)).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 2, 32, 32))
     assert out.shape == (1, model.embed_dims)
@@ -108,10 +115,9 @@ def test_output_shape_every_arch(arch, ssp):
 def test_token_layout():
     """CLS at 0 (cls + pos[0], no temporal), frame-major row-major patches
     with spatial + temporal embedding, P zero slots after each frame."""
-    model = small_model(img_size=(32, 48), ssp=dict(num_prompts=2,
-                                                    hidden_dims=8,
-                                                    attn_dims=8,
-                                                    num_heads=2))
+    model = small_model(
+        img_size=(32, 48),
+        ssp=dict(num_prompts=2, hidden_dims=8, attn_dims=8, num_heads=2))
     with torch.no_grad():
         for p in (model.cls_token, model.pos_embed,
                   model.temporal_pos_embedding):
@@ -121,9 +127,9 @@ def test_token_layout():
     conv = model.patch_embed.proj(x)  # [B, C, T, 2, 3]
     n, p = 6, 2
     assert seq.shape == (2, 1 + 3 * (n + p), 32)
-    torch.testing.assert_close(
-        seq[:, 0],
-        (model.cls_token[0] + model.pos_embed[:, 0]).expand(2, -1))
+    torch.testing.assert_close(seq[:, 0],
+                               (model.cls_token[0] +
+                                model.pos_embed[:, 0]).expand(2, -1))
     for t in range(3):
         base = 1 + t * (n + p)
         for row in range(2):
@@ -152,14 +158,14 @@ def test_input_shape_errors():
 def test_drop_path_schedule():
     model = small_model(arch=dict(embed_dims=16, depth=5), drop_path_rate=0.4)
     dpr = torch.linspace(0, 0.4, 5).tolist()
-    rates = [getattr(layer.drop_path, 'drop_prob', 0.0)
-             for layer in model.layers]
+    rates = [
+        getattr(layer.drop_path, 'drop_prob', 0.0) for layer in model.layers
+    ]
     assert rates == [0.0] + dpr[:-1]  # block i uses ([0] + dpr)[i]
     assert model.drop_path.drop_prob == pytest.approx(0.4)
     # active in training even when the backbone is frozen (official)
-    model = small_model(drop_path_rate=0.9, ssp=dict(hidden_dims=8,
-                                                     attn_dims=8,
-                                                     num_heads=2))
+    model = small_model(
+        drop_path_rate=0.9, ssp=dict(hidden_dims=8, attn_dims=8, num_heads=2))
     model.train()
     x = torch.randn(4, 3, 3, 32, 32)
     torch.manual_seed(0)
@@ -172,17 +178,16 @@ def test_drop_path_schedule():
 def test_random_init():
     """docs/ssp.md#official-initialisation."""
     torch.manual_seed(0)
-    model = VideoMamba(arch=dict(embed_dims=64, depth=4), img_size=32,
-                       num_frames=2)
+    model = VideoMamba(
+        arch=dict(embed_dims=64, depth=4), img_size=32, num_frames=2)
     mixer = model.layers[0].mixer
     assert torch.count_nonzero(model.cls_token) == 0
     assert torch.count_nonzero(model.temporal_pos_embedding) == 0
     assert 0.01 < model.pos_embed.std() < 0.03
-    torch.testing.assert_close(
-        mixer.A_log, torch.log(torch.arange(1., 17.)).repeat(128, 1))
+    torch.testing.assert_close(mixer.A_log,
+                               torch.log(torch.arange(1., 17.)).repeat(128, 1))
     assert torch.equal(mixer.D, torch.ones(128))
-    for proj in (mixer.dt_proj, mixer.dt_proj_b, mixer.in_proj,
-                 mixer.x_proj):
+    for proj in (mixer.dt_proj, mixer.dt_proj_b, mixer.in_proj, mixer.x_proj):
         assert 0.015 < proj.weight.std() < 0.025
         if proj.bias is not None:  # dt_proj bias zeroed by the Linear init
             assert torch.count_nonzero(proj.bias) == 0
@@ -251,8 +256,9 @@ def test_trainable_set(ssp, freeze, expected):
     want = {
         'all': every,
         'norm_f': {'norm_f.weight'},
-        'ssp+norm_f': {k for k in every
-                       if k.startswith('ssp.')} | {'norm_f.weight'},
+        'ssp+norm_f':
+        {k
+         for k in every if k.startswith('ssp.')} | {'norm_f.weight'},
     }[expected]
     assert names == want
 
@@ -302,8 +308,11 @@ def test_step0_gradients():
     model = small_model(ssp=SSP)
     model.train()
     model(torch.randn(2, 3, 3, 32, 32)).pow(2).sum().backward()
-    nonzero = {k for k, p in model.named_parameters()
-               if p.grad is not None and p.grad.abs().sum() > 0}
+    nonzero = {
+        k
+        for k, p in model.named_parameters()
+        if p.grad is not None and p.grad.abs().sum() > 0
+    }
     assert nonzero == {
         'ssp.inner_prompt.conv.weight', 'ssp.inner_prompt.conv.bias',
         'ssp.inner_prompt.fc2.bias', 'ssp.inner_prompt.inter.convs.bias',
@@ -355,8 +364,10 @@ def test_gradient_checkpointing_same_gradients():
         m.train()
         torch.manual_seed(1)
         m(x).pow(2).sum().backward()
-        grads.append({k: p.grad for k, p in m.named_parameters()
-                      if p.grad is not None})
+        grads.append({
+            k: p.grad
+            for k, p in m.named_parameters() if p.grad is not None
+        })
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], msg=k)

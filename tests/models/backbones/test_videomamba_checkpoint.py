@@ -23,15 +23,16 @@ IMAGE = 'videomamba_t16_in1k_res224'
 VIDEO = 'videomamba_t16_k400_f8_res224'
 _CACHE = {}
 
-
 # many small ops: one intra-op thread (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures('one_thread', 'torch_seed')
 
 
 def published(weights, name):
     if name not in _CACHE:
-        _CACHE[name] = {k: weights.make_tensor(k, s)
-                        for k, s in weights.published_keys(name)}
+        _CACHE[name] = {
+            k: weights.make_tensor(k, s)
+            for k, s in weights.published_keys(name)
+        }
     return dict(_CACHE[name])
 
 
@@ -64,10 +65,13 @@ def recognizer(num_classes, **backbone):
     backbone.setdefault('img_size', 224)
     backbone.setdefault('num_frames', 8)
     return MODELS.build(
-        dict(type='Recognizer3D',
-             backbone=dict(type='VideoMamba', arch='tiny', **backbone),
-             cls_head=dict(type='TimeSformerHead', num_classes=num_classes,
-                           in_channels=192)))
+        dict(
+            type='Recognizer3D',
+            backbone=dict(type='VideoMamba', arch='tiny', **backbone),
+            cls_head=dict(
+                type='TimeSformerHead',
+                num_classes=num_classes,
+                in_channels=192)))
 
 
 def assert_layers_loaded(model, sd):
@@ -123,8 +127,9 @@ def _linear_resize_by_hand(x, length):
     return torch.stack(rows)[None]
 
 
-@pytest.mark.parametrize('wrapper', ['bare', 'model', 'module', 'backbone.',
-                                     'encoder.', 'state_dict'])
+@pytest.mark.parametrize(
+    'wrapper',
+    ['bare', 'model', 'module', 'backbone.', 'encoder.', 'state_dict'])
 def test_video_checkpoint_wrappers_and_interpolation(tmp_path, ssp_weights,
                                                      wrapper):
     sd = published(ssp_weights, VIDEO)
@@ -144,12 +149,12 @@ def test_video_checkpoint_wrappers_and_interpolation(tmp_path, ssp_weights,
         _linear_resize_by_hand(sd['temporal_pos_embedding'], 16))
     pos = sd['pos_embed']
     grid = pos[:, 1:].reshape(1, 14, 14, 192).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(4, 4), mode='bicubic',
-                         align_corners=False)
+    grid = F.interpolate(
+        grid, size=(4, 4), mode='bicubic', align_corners=False)
     torch.testing.assert_close(
         model.pos_embed,
-        torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, 16, 192)],
-                  1))
+        torch.cat([pos[:, :1],
+                   grid.permute(0, 2, 3, 1).reshape(1, 16, 192)], 1))
 
 
 def test_same_size_is_exact(tmp_path, ssp_weights):
@@ -170,9 +175,10 @@ def test_head_skipped_or_loaded_in_recognizer(tmp_path, ssp_weights):
     model = recognizer(5, ssp=dict())
     before = model.cls_head.fc_cls.weight.clone()
     # a classifier of another class count is an error naming both shapes...
-    with pytest.raises(CheckpointMismatchError,
-                       match=r'cls_head\.fc_cls\.weight: checkpoint '
-                       r'\(400, 192\), model \(5, 192\)'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'cls_head\.fc_cls\.weight: checkpoint '
+            r'\(400, 192\), model \(5, 192\)'):
         load_videomamba_checkpoint(model, str(path))
     # ... unless the new head is allowed: it keeps its init
     with captured_logs() as logs:
@@ -187,8 +193,9 @@ def test_head_skipped_or_loaded_in_recognizer(tmp_path, ssp_weights):
     info = load_videomamba_checkpoint(model, str(path))
     assert torch.equal(model.cls_head.fc_cls.weight, sd['head.weight'])
     assert torch.equal(model.cls_head.fc_cls.bias, sd['head.bias'])
-    assert info['loaded_head'] == ['cls_head.fc_cls.weight',
-                                   'cls_head.fc_cls.bias']
+    assert info['loaded_head'] == [
+        'cls_head.fc_cls.weight', 'cls_head.fc_cls.bias'
+    ]
 
 
 def test_recognizer_init_weights_uses_pretrained(tmp_path, ssp_weights):
@@ -196,8 +203,8 @@ def test_recognizer_init_weights_uses_pretrained(tmp_path, ssp_weights):
     sd = published(ssp_weights, VIDEO)
     path = tmp_path / 'vid.pth'
     torch.save(sd, path)
-    model = recognizer(5, ssp=dict(),
-                       init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = recognizer(
+        5, ssp=dict(), init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     assert_layers_loaded(model.backbone, sd)
     assert torch.equal(model.backbone.temporal_pos_embedding,
@@ -209,14 +216,17 @@ def test_wrong_shape_raises(tmp_path, ssp_weights):
     path = tmp_path / 'vid.pth'
     torch.save(sd, path)
     model = tiny(d_state=8)
-    with pytest.raises(ValueError,
-                       match=r"'layers\.0\.mixer\.A_log' has shape \(384, 16\)"
-                       r", the model expects \(384, 8\)"):
+    with pytest.raises(
+            ValueError,
+            match=r"'layers\.0\.mixer\.A_log' has shape \(384, 16\)"
+            r", the model expects \(384, 8\)"):
         load_videomamba_checkpoint(model, str(path))
     # also through a plain load_state_dict (the pre-hook)
     with pytest.raises(ValueError, match='cls_token'):
-        VideoMamba(arch='small', img_size=224).load_state_dict(
-            {'cls_token': sd['cls_token']}, strict=False)
+        VideoMamba(
+            arch='small',
+            img_size=224).load_state_dict({'cls_token': sd['cls_token']},
+                                          strict=False)
 
 
 def test_missing_file_raises():
@@ -243,14 +253,24 @@ def test_official_ssp_state_dict_loads_into_backbone(ssp_weights):
     inner_prompt.* / prompt_attentions.* / dynamic_scales.* to ssp.*)."""
     sd = ssp_weights.official_state_dict('tiny', 4, 5, 3, 64)
     model = tiny(img_size=64, num_frames=4, ssp=dict())
-    model.load_state_dict({k: v for k, v in sd.items()
-                           if not k.startswith('head.')}, strict=True)
+    model.load_state_dict(
+        {
+            k: v
+            for k, v in sd.items() if not k.startswith('head.')
+        },
+        strict=True)
     assert torch.equal(model.ssp.inner_prompt.fc1.weight,
                        sd['inner_prompt.fc1.weight'])
     # an SSP checkpoint of another img_size cannot be adapted: clear error
     model = tiny(img_size=32, num_frames=4, ssp=dict())
-    with pytest.raises(ValueError, match='inner_prompt.inter.convs.weight.*'
-                       'img_size'):
-        model.load_state_dict(convert_official_ssp(
-            {k: v for k, v in sd.items() if k.startswith('inner_prompt')},
-            backbone_prefix=''), strict=False)
+    with pytest.raises(
+            ValueError, match='inner_prompt.inter.convs.weight.*'
+            'img_size'):
+        model.load_state_dict(
+            convert_official_ssp(
+                {
+                    k: v
+                    for k, v in sd.items() if k.startswith('inner_prompt')
+                },
+                backbone_prefix=''),
+            strict=False)

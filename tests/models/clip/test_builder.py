@@ -22,8 +22,8 @@ def test_named_archs_are_open_clips_models(arch, name):
     name with QuickGELU (built on the meta device: no memory, no init)."""
     with torch.device('meta'):
         ours = build_open_clip(arch)
-        ref = open_clip.create_model(name, force_quick_gelu=True,
-                                     device='meta')
+        ref = open_clip.create_model(
+            name, force_quick_gelu=True, device='meta')
     assert repr(ours) == repr(ref)
     assert shapes(ours) == shapes(ref)
     # the image size override reaches the vision tower

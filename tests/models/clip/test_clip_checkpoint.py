@@ -19,8 +19,12 @@ def source_clip():
 
 
 def stop(pretrained):
-    return STOPCLIP(arch=ARCH, num_frames=2, pretrained=str(pretrained),
-                    intra_prompt=None, inter_prompt=None)
+    return STOPCLIP(
+        arch=ARCH,
+        num_frames=2,
+        pretrained=str(pretrained),
+        intra_prompt=None,
+        inter_prompt=None)
 
 
 def openai_style_archive(model, path):
@@ -28,8 +32,12 @@ def openai_style_archive(model, path):
     images = torch.ones(1, 3, 32, 32)
     text = torch.zeros(1, 77, dtype=torch.long)
     traced = torch.jit.trace_module(
-        model, dict(forward=(images, text), encode_text=(text, ),
-                    encode_image=(images, )), check_trace=False)
+        model,
+        dict(
+            forward=(images, text),
+            encode_text=(text, ),
+            encode_image=(images, )),
+        check_trace=False)
     torch.jit.save(traced, str(path))
 
 
@@ -38,8 +46,8 @@ def assert_same_clip(model, reference, atol=0.0):
     own = model.clip.state_dict()
     assert own.keys() == ref.keys()
     for key, value in ref.items():
-        torch.testing.assert_close(own[key], value.float(), rtol=0, atol=atol,
-                                   msg=key)
+        torch.testing.assert_close(
+            own[key], value.float(), rtol=0, atol=atol, msg=key)
 
 
 @pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')

@@ -46,9 +46,11 @@ def test_class_ids_are_those_of_the_caption_transform():
     """Class sentences get the ids TokenizeText gives captions (open_clip's
     BPE, truncated to [SOT, first L-2 tokens, EOT]); truncation is logged."""
     from mmstop.datasets.transforms import TokenizeText
-    names = ['apply eye makeup',
-             'pretending to put something onto something else and then '
-             'taking it back off again slowly']
+    names = [
+        'apply eye makeup',
+        'pretending to put something onto something else and then '
+        'taking it back off again slowly'
+    ]
     head = TextClassifierHead(class_names=names, context_length=12)
     sentences = [f'a video of a person doing {n}' for n in names]
     assert torch.equal(head.class_token_ids,
@@ -74,10 +76,10 @@ def test_truncated_class_sentences_are_logged():
     messages = handler.messages
     logger.addHandler(handler)
     try:
-        TextClassifierHead(class_names=['a', 'b c d e f g h i'],
-                           context_length=10)
+        TextClassifierHead(
+            class_names=['a', 'b c d e f g h i'], context_length=10)
     finally:
         logger.removeHandler(handler)
-    assert any('1 class sentence(s) have more than 8 BPE tokens' in m and
-               "'a video of a person doing b c d e f g h i'" in m
+    assert any('1 class sentence(s) have more than 8 BPE tokens' in m
+               and "'a video of a person doing b c d e f g h i'" in m
                for m in messages), messages

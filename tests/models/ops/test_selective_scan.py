@@ -13,7 +13,6 @@ from mmstop.models.ops import selective_scan_fast, selective_scan_reference
 # the submodule (the package re-exports a function of the same name)
 scan_module = importlib.import_module('mmstop.models.ops.selective_scan')
 
-
 # ----------------------------------------------------------------- golden
 
 
@@ -33,8 +32,11 @@ def golden_inputs(g):
 def test_matches_golden(golden, impl):
     assert golden['config']['delta_softplus']
     x = golden_inputs(golden)
-    out, last = scan(impl, dict(x, z=golden['z']), delta_softplus=True,
-                     return_last_state=True)
+    out, last = scan(
+        impl,
+        dict(x, z=golden['z']),
+        delta_softplus=True,
+        return_last_state=True)
     assert out.dtype == torch.float32
     assert_rel_close(out, golden['out'], what='out')
     assert_rel_close(last, golden['last_state'], what='last_state')
@@ -52,8 +54,12 @@ def test_fast_golden_small_tiles(golden):
     """Many tiles and channel blocks: carries between tiles are exact."""
     x = golden_inputs(golden)
     out, last = selective_scan_fast(
-        **x, z=golden['z'], delta_softplus=True, return_last_state=True,
-        tile_elems=1, step_elems=40)
+        **x,
+        z=golden['z'],
+        delta_softplus=True,
+        return_last_state=True,
+        tile_elems=1,
+        step_elems=40)
     assert_rel_close(out, golden['out'], what='out')
     assert_rel_close(last, golden['last_state'], what='last_state')
 
@@ -64,33 +70,38 @@ CASES = [
     # batch, channels, length, state, groups, options
     (1, 4, 1, 3, None, dict()),
     (1, 8, 5, 4, None, dict(delta_softplus=True)),
-    (2, 6, 37, 5, None, dict(D=True, z=True, delta_bias=True,
-                             delta_softplus=True)),
+    (2, 6, 37, 5, None,
+     dict(D=True, z=True, delta_bias=True, delta_softplus=True)),
     (3, 5, 19, 2, None, dict(z=True)),
     (2, 8, 23, 4, 2, dict(D=True, delta_bias=True, delta_softplus=True)),
-    (1, 16, 64, 16, None, dict(D=True, z=True, delta_bias=True,
-                               delta_softplus=True)),
+    (1, 16, 64, 16, None,
+     dict(D=True, z=True, delta_bias=True, delta_softplus=True)),
 ]
-TILINGS = [dict(), dict(tile_elems=1, step_elems=1),
-           dict(tile_elems=50, step_elems=9)]
+TILINGS = [
+    dict(),
+    dict(tile_elems=1, step_elems=1),
+    dict(tile_elems=50, step_elems=9)
+]
 
 
 @pytest.mark.parametrize('case', CASES)
 def test_fast_matches_reference(case):
     batch, channels, length, state, groups, opts = case
-    inputs = select(make_inputs(batch, channels, length, state, groups),
-                    opts)
+    inputs = select(make_inputs(batch, channels, length, state, groups), opts)
     softplus = opts.get('delta_softplus', False)
     ref, ref_last = selective_scan_reference(
         **inputs, delta_softplus=softplus, return_last_state=True)
     for tiling in TILINGS:
         out, last = selective_scan_fast(
-            **inputs, delta_softplus=softplus, return_last_state=True,
+            **inputs,
+            delta_softplus=softplus,
+            return_last_state=True,
             **tiling)
         assert_rel_close(out, ref, rel=1e-5, what=f'out {tiling}')
         assert_rel_close(last, ref_last, rel=1e-5, what=f'last {tiling}')
-    assert torch.equal(scan('auto', inputs, delta_softplus=softplus),
-                       scan('fast', inputs, delta_softplus=softplus))
+    assert torch.equal(
+        scan('auto', inputs, delta_softplus=softplus),
+        scan('fast', inputs, delta_softplus=softplus))
 
 
 def test_fast_at_real_width():
@@ -99,8 +110,7 @@ def test_fast_at_real_width():
     ref, ref_last = selective_scan_reference(
         **inputs, delta_softplus=True, return_last_state=True)
     out, last = selective_scan_fast(
-        **inputs, delta_softplus=True, return_last_state=True,
-        step_elems=4096)
+        **inputs, delta_softplus=True, return_last_state=True, step_elems=4096)
     assert_rel_close(out, ref, rel=1e-5, what='out')
     assert_rel_close(last, ref_last, rel=1e-5, what='last')
 
@@ -113,10 +123,9 @@ def test_non_contiguous_inputs():
     bc = torch.cat([x['B'], x['C']], 1).transpose(1, 2).contiguous()
     B, C = bc.transpose(1, 2).chunk(2, dim=1)
     assert not (u.is_contiguous() or B.is_contiguous())
-    args = dict(D=x['D'], z=z, delta_bias=x['delta_bias'],
-                delta_softplus=True)
-    ref = selective_scan_reference(x['u'], x['delta'], x['A'], x['B'],
-                                   x['C'], **dict(args, z=x['z']))
+    args = dict(D=x['D'], z=z, delta_bias=x['delta_bias'], delta_softplus=True)
+    ref = selective_scan_reference(x['u'], x['delta'], x['A'], x['B'], x['C'],
+                                   **dict(args, z=x['z']))
     out = selective_scan_fast(u, x['delta'], x['A'], B, C, **args)
     assert_rel_close(out, ref, rel=1e-5)
 
@@ -163,8 +172,8 @@ GRAD_CASES = [
 @pytest.mark.parametrize('case', GRAD_CASES)
 def test_fast_gradients_match_reference(case):
     batch, channels, length, state, groups, opts = case
-    x = make_inputs(batch, channels, length, state, groups,
-                    dtype=torch.float64)
+    x = make_inputs(
+        batch, channels, length, state, groups, dtype=torch.float64)
     if opts == 'plain':
         x = select(x, {})
     kwargs = dict(delta_softplus=opts == 'all', return_last_state=True)
@@ -190,8 +199,8 @@ def test_fast_gradients_match_reference(case):
             if length == 1 and name == 'A':  # h_prev = 0: dA is exactly 0
                 assert got[name].abs().max() == 0
                 continue
-            assert_rel_close(got[name], ref[name], rel=1e-10,
-                             what=f'{key} d{name}')
+            assert_rel_close(
+                got[name], ref[name], rel=1e-10, what=f'{key} d{name}')
 
 
 def test_fast_gradcheck():
@@ -201,8 +210,11 @@ def test_fast_gradcheck():
     def f(*tensors):
         kw = dict(zip(names, tensors))
         out, last = selective_scan_fast(
-            **kw, delta_softplus=True, return_last_state=True,
-            tile_elems=8, step_elems=4)
+            **kw,
+            delta_softplus=True,
+            return_last_state=True,
+            tile_elems=8,
+            step_elems=4)
         return out, last
 
     leaves = [v.clone().requires_grad_(True) for v in x.values()]

@@ -26,13 +26,20 @@ HERE = osp.dirname(osp.abspath(__file__))
 @pytest.mark.slow
 def test_kernels_under_interpreter():
     pytest.importorskip('triton', reason='the Triton scan needs triton')
-    env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1',
-               CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run(
-        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-         osp.join(HERE, 'triton_scan_checks.py')],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=900)
+    env = dict(
+        os.environ,
+        TRITON_INTERPRET='1',
+        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='')
+    proc = subprocess.run([
+        sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+        osp.join(HERE, 'triton_scan_checks.py')
+    ],
+                          cwd=REPO_ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=900)
     tail = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 0, tail
     assert ' passed' in tail and 'skipped' not in tail, tail
@@ -69,8 +76,7 @@ def no_mamba(monkeypatch):
     monkeypatch.setitem(sys.modules, 'mamba_ssm', None)
 
 
-def test_auto_on_cuda_never_picks_a_per_step_loop(clean_dispatch,
-                                                  monkeypatch):
+def test_auto_on_cuda_never_picks_a_per_step_loop(clean_dispatch, monkeypatch):
     no_mamba(monkeypatch)
     assert resolve_impl('auto', 'cuda') == 'triton'
     scan_module._mamba_ssm_scan_fn.cache_clear()
@@ -79,11 +85,10 @@ def test_auto_on_cuda_never_picks_a_per_step_loop(clean_dispatch,
     assert resolve_impl('auto', 'cpu') == 'fast'
 
 
-def test_auto_on_cuda_without_triton_is_an_error(clean_dispatch,
-                                                 monkeypatch):
+def test_auto_on_cuda_without_triton_is_an_error(clean_dispatch, monkeypatch):
     no_mamba(monkeypatch)
-    monkeypatch.setitem(sys.modules,
-                        'mmstop.models.ops.selective_scan_triton', None)
+    monkeypatch.setitem(sys.modules, 'mmstop.models.ops.selective_scan_triton',
+                        None)
     with pytest.raises(RuntimeError, match="needs the `triton` package"):
         resolve_impl('auto', 'cuda')
 

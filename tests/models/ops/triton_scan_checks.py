@@ -30,8 +30,10 @@ if torch.cuda.is_available():
 elif os.environ.get('TRITON_INTERPRET', '0') not in ('', '0'):
     DEVICE = 'cpu'
 else:  # pragma: no cover - collected by hand without GPU or interpreter
-    pytest.skip('needs CUDA or TRITON_INTERPRET=1 (set before triton is '
-                'imported)', allow_module_level=True)
+    pytest.skip(
+        'needs CUDA or TRITON_INTERPRET=1 (set before triton is '
+        'imported)',
+        allow_module_level=True)
 
 from mmstop.models.ops.selective_scan_triton import \
     selective_scan_triton  # noqa: E402
@@ -44,8 +46,8 @@ CASES = [
     (1, 4, 1, 3, None, {}, 4, 2),  # one step
     (2, 6, 37, 5, None, ALL, 8, 4),  # 5 chunks, ragged channel block
     (3, 5, 19, 2, None, dict(z=True), 4, 8),
-    (2, 8, 23, 4, 2, dict(D=True, delta_bias=True, delta_softplus=True), 8,
-     4),  # grouped B / C
+    (2, 8, 23, 4, 2, dict(D=True, delta_bias=True,
+                          delta_softplus=True), 8, 4),  # grouped B / C
     (1, 4, 16, 3, None, dict(delta_softplus=True), 16, 4),  # one full chunk
     (2, 3, 9, 4, None, dict(D=True), 4, 2),
     (1, 5, 12, 3, None, dict(delta_bias=True), 8, 8),  # bias, no softplus
@@ -62,20 +64,29 @@ def case_id(case):
 def run_pair(case, dtype=torch.float32, ref_dtype=torch.float64):
     """Kernel in ``dtype`` and reference in ``ref_dtype`` on equal inputs."""
     batch, channels, length, state, groups, opts, chunk, block = case
-    inputs = select(make_inputs(batch, channels, length, state, groups,
-                                dtype=dtype), opts)
+    inputs = select(
+        make_inputs(batch, channels, length, state, groups, dtype=dtype), opts)
     softplus = opts.get('delta_softplus', False)
     g = torch.Generator().manual_seed(11)
     g_out = torch.randn(batch, channels, length, generator=g).to(dtype)
     g_last = torch.randn(batch, channels, state, generator=g)
     ref = forward_backward(
-        selective_scan_reference,
-        {k: v.to(ref_dtype) for k, v in inputs.items()}, g_out.to(ref_dtype),
-        g_last.to(ref_dtype), delta_softplus=softplus)
+        selective_scan_reference, {
+            k: v.to(ref_dtype)
+            for k, v in inputs.items()
+        },
+        g_out.to(ref_dtype),
+        g_last.to(ref_dtype),
+        delta_softplus=softplus)
     got = forward_backward(
-        selective_scan_triton,
-        {k: v.to(DEVICE) for k, v in inputs.items()}, g_out.to(DEVICE),
-        g_last.to(DEVICE), delta_softplus=softplus, chunk=chunk,
+        selective_scan_triton, {
+            k: v.to(DEVICE)
+            for k, v in inputs.items()
+        },
+        g_out.to(DEVICE),
+        g_last.to(DEVICE),
+        delta_softplus=softplus,
+        chunk=chunk,
         block_e=block)
     return got, ref
 
@@ -128,13 +139,20 @@ def test_non_contiguous_inputs():
     assert not (u.is_contiguous() or B.is_contiguous()
                 or delta.is_contiguous())
     kw = dict(D=x['D'], delta_bias=x['delta_bias'], delta_softplus=True)
-    ref = selective_scan_reference(x['u'], x['delta'], x['A'], x['B'],
-                                   x['C'], z=x['z'], **kw)
+    ref = selective_scan_reference(
+        x['u'], x['delta'], x['A'], x['B'], x['C'], z=x['z'], **kw)
     to = dict(device=DEVICE)
     out = selective_scan_triton(
-        u.to(**to), delta.to(**to), x['A'].to(**to), B.to(**to), C.to(**to),
-        z=z.to(**to), **{k: v.to(**to) if torch.is_tensor(v) else v
-                         for k, v in kw.items()})
+        u.to(**to),
+        delta.to(**to),
+        x['A'].to(**to),
+        B.to(**to),
+        C.to(**to),
+        z=z.to(**to),
+        **{
+            k: v.to(**to) if torch.is_tensor(v) else v
+            for k, v in kw.items()
+        })
     assert_rel_close(out.cpu(), ref, rel=1e-5)
 
 
@@ -142,16 +160,18 @@ def test_output_gradient_only_and_state_gradient_only():
     """Either output of (out, last_state) may be unused by the loss."""
     x = make_inputs(1, 4, 10, 3)
     leaves = {k: v.to(DEVICE).requires_grad_(True) for k, v in x.items()}
-    out, last = selective_scan_triton(**leaves, delta_softplus=True,
-                                      return_last_state=True, chunk=4,
-                                      block_e=2)
-    (g_u, ) = torch.autograd.grad(last.sum(), [leaves['u']],
-                                  retain_graph=True)
+    out, last = selective_scan_triton(
+        **leaves,
+        delta_softplus=True,
+        return_last_state=True,
+        chunk=4,
+        block_e=2)
+    (g_u, ) = torch.autograd.grad(last.sum(), [leaves['u']], retain_graph=True)
     ref_leaves = {k: v.double().requires_grad_(True) for k, v in x.items()}
     r_out, r_last = selective_scan_reference(
         **ref_leaves, delta_softplus=True, return_last_state=True)
-    (r_u, ) = torch.autograd.grad(r_last.sum(), [ref_leaves['u']],
-                                  retain_graph=True)
+    (r_u, ) = torch.autograd.grad(
+        r_last.sum(), [ref_leaves['u']], retain_graph=True)
     assert_rel_close(g_u.cpu(), r_u, 'du from last state only', rel=1e-5)
     # out only: the path through `last` contributes nothing
     (g_u, ) = torch.autograd.grad(out.sum(), [leaves['u']])
@@ -163,19 +183,27 @@ def test_large_negative_delta_a_does_not_overflow():
     """exp(delta * A) underflows to 0 (state reset); nothing becomes inf."""
     x = make_inputs(1, 4, 30, 3)
     x['delta'] = x['delta'].abs() * 50  # delta * A down to about -1e3
-    got = forward_backward(selective_scan_triton,
-                           {k: v.to(DEVICE) for k, v in x.items()},
-                           torch.ones(1, 4, 30, device=DEVICE),
-                           delta_softplus=True, chunk=8, block_e=4)
-    ref = forward_backward(selective_scan_reference,
-                           {k: v.double() for k, v in x.items()},
-                           torch.ones(1, 4, 30, dtype=torch.float64),
-                           delta_softplus=True)
+    got = forward_backward(
+        selective_scan_triton, {
+            k: v.to(DEVICE)
+            for k, v in x.items()
+        },
+        torch.ones(1, 4, 30, device=DEVICE),
+        delta_softplus=True,
+        chunk=8,
+        block_e=4)
+    ref = forward_backward(
+        selective_scan_reference, {
+            k: v.double()
+            for k, v in x.items()
+        },
+        torch.ones(1, 4, 30, dtype=torch.float64),
+        delta_softplus=True)
     assert all(torch.isfinite(g).all() for g in got[2].values())
     assert_rel_close(got[0].cpu(), ref[0], rel=1e-5)
     for name in ref[2]:
-        assert_rel_close(got[2][name].cpu(), ref[2][name], f'd{name}',
-                         rel=1e-5)
+        assert_rel_close(
+            got[2][name].cpu(), ref[2][name], f'd{name}', rel=1e-5)
 
 
 def test_mixer_with_triton_scan_matches_reference():
@@ -198,5 +226,5 @@ def test_mixer_with_triton_scan_matches_reference():
     (r_out, r_grads), (out, grads) = results
     assert_rel_close(out, r_out, 'mixer out', rel=1e-5)
     for name in r_grads:
-        assert_rel_close(grads[name], r_grads[name], f'mixer d{name}',
-                         rel=1e-4)
+        assert_rel_close(
+            grads[name], r_grads[name], f'mixer d{name}', rel=1e-4)

@@ -15,8 +15,11 @@ def generator(mode, **kwargs):
 @pytest.mark.parametrize('postfix', [4, 0])
 def test_transformer_mode_shapes(postfix):
     torch.manual_seed(0)
-    gen = generator('transformer', num_local_prompts=3, num_text_prefix=4,
-                    num_text_postfix=postfix)
+    gen = generator(
+        'transformer',
+        num_local_prompts=3,
+        num_text_prefix=4,
+        num_text_postfix=postfix)
     text, visual = gen()
     assert text.shape == (LAYERS, 4 + postfix, TEXT)
     assert visual.shape == (LAYERS, 3 * T, D)  # per-frame local prompts
@@ -36,8 +39,12 @@ def test_transformer_mode_shapes(postfix):
 @pytest.mark.parametrize('postfix', [4, 0])
 def test_linear_mode_shapes(postfix):
     torch.manual_seed(0)
-    gen = generator('linear', num_local_prompts=4, num_text_prefix=4,
-                    num_text_postfix=postfix, init_bound=0.02)
+    gen = generator(
+        'linear',
+        num_local_prompts=4,
+        num_text_prefix=4,
+        num_text_postfix=postfix,
+        init_bound=0.02)
     text, visual = gen()
     assert text.shape == (LAYERS, 4 + postfix, TEXT)
     assert visual.shape == (LAYERS, 4, D)  # shared by all frames
@@ -52,8 +59,9 @@ def test_linear_mode_shapes(postfix):
     dict(num_local_prompts=4, num_text_prefix=4, num_text_postfix=3),
 ])
 def test_linear_mode_constraint_error(kwargs):
-    with pytest.raises(ValueError, match='num_text_prefix must equal '
-                       'num_local_prompts'):
+    with pytest.raises(
+            ValueError, match='num_text_prefix must equal '
+            'num_local_prompts'):
         generator('linear', **kwargs)
     generator('transformer', **kwargs)  # no such constraint there
 

@@ -59,8 +59,9 @@ class PaddedSlots(BaseInterFramePrompt):
 
 def build(intra=None, inter=None):
     torch.manual_seed(0)
-    return STOPCLIP(arch=ARCH, num_frames=T, intra_prompt=intra,
-                    inter_prompt=inter).eval()
+    return STOPCLIP(
+        arch=ARCH, num_frames=T, intra_prompt=intra,
+        inter_prompt=inter).eval()
 
 
 def frames():
@@ -102,8 +103,8 @@ def test_padded_extra_slots_are_masked_keys():
         assert out['extra_slots'].shape == (B, T, 3, WIDTH)
         torch.testing.assert_close(feature, reference)
         real = build(inter=dict(type=PaddedSlots, num_slots=3, real=1))
-        assert not torch.allclose(real.encode_video(frames()), reference,
-                                  atol=1e-3)
+        assert not torch.allclose(
+            real.encode_video(frames()), reference, atol=1e-3)
 
 
 def test_only_the_interface_is_accepted():

@@ -52,12 +52,16 @@ def test_parameter_count(arch, embed_dims, depth, expected):
 def test_names_and_shapes_match_official(ssp_parity_dir, arch):
     with open(osp.join(ssp_parity_dir, f'keys_{arch}.json')) as f:
         table = json.load(f)
-    official = {e['key']: tuple(e['shape']) for e in table['keys']
-                if e['group'] == 'ssp'}
+    official = {
+        e['key']: tuple(e['shape'])
+        for e in table['keys'] if e['group'] == 'ssp'
+    }
     cfg = table['config']
     ssp = StateSpacePrompting(
-        cfg['embed_dim'], cfg['depth'], (cfg['img_size'] // 16, ) * 2,
-        num_prompts=cfg['ours_num'], hidden_dims=cfg['ours_inner_dim'],
+        cfg['embed_dim'],
+        cfg['depth'], (cfg['img_size'] // 16, ) * 2,
+        num_prompts=cfg['ours_num'],
+        hidden_dims=cfg['ours_inner_dim'],
         attn_dims=cfg['ours_attn_dim'])
     ours = {k: tuple(v.shape) for k, v in ssp.state_dict().items()}
     assert ours == official
@@ -74,8 +78,8 @@ def test_init_values_and_zero_outputs():
               ifg.inter.convs.weight, ifg.inter.convs.bias,
               ifg.inter.heads.bias, *ssp.dynamic_scales):
         assert torch.count_nonzero(t) == 0
-    assert ifg.fc1.weight.abs().sum() > 0 and ifg.inter.heads.weight.abs(
-    ).sum() > 0
+    assert ifg.fc1.weight.abs().sum() > 0 and ifg.inter.heads.weight.abs().sum(
+    ) > 0
     for pa in ssp.prompt_attentions:
         assert torch.equal(pa.scale, torch.ones(1))
     tokens = torch.randn(2, 3, 6 + 3, 16)
@@ -175,11 +179,14 @@ def _importance_by_hand(fmap, per_video):
 
 @pytest.mark.parametrize('mode', ['batch', 'video'])
 def test_frame_importance_formula(mode):
-    fmap = torch.randn(3, 4, 5, 7,
-                       generator=torch.Generator().manual_seed(0)) * 3
+    fmap = torch.randn(
+        3, 4, 5, 7, generator=torch.Generator().manual_seed(0)) * 3
     w = FrameImportance(mode)(fmap)
-    torch.testing.assert_close(w.double(), _importance_by_hand(
-        fmap, mode == 'video'), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        w.double(),
+        _importance_by_hand(fmap, mode == 'video'),
+        rtol=1e-5,
+        atol=1e-6)
     torch.testing.assert_close(w.sum(1), torch.ones(3))
 
 
@@ -247,20 +254,25 @@ def test_prompt_attention_mixes_frames_of_one_video_only():
 # --------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def golden_a(ssp_parity_dir, ssp_weights):
-    g = torch.load(osp.join(ssp_parity_dir, 'golden_tiny_img64_T4_B2.pt'),
-                   weights_only=True)
+    g = torch.load(
+        osp.join(ssp_parity_dir, 'golden_tiny_img64_T4_B2.pt'),
+        weights_only=True)
     c = g['config']
     keys = ssp_weights.official_keys(c['arch'], c['num_frames'],
                                      c['num_classes'], c['ours_num'],
                                      c['img_size'])
-    ssp_sd = {k: ssp_weights.make_tensor(k, s) for k, s, _ in keys
-              if k.startswith(('inner_prompt.', 'dynamic_scales.',
-                               'prompt_attentions.'))}
-    ssp = StateSpacePrompting(c['embed_dim'], c['depth'],
-                              (c['img_size'] // 16, ) * 2,
-                              num_prompts=c['ours_num'],
-                              hidden_dims=c['ours_inner_dim'],
-                              attn_dims=c['ours_attn_dim'])
+    ssp_sd = {
+        k: ssp_weights.make_tensor(k, s)
+        for k, s, _ in keys
+        if k.startswith(('inner_prompt.', 'dynamic_scales.',
+                         'prompt_attentions.'))
+    }
+    ssp = StateSpacePrompting(
+        c['embed_dim'],
+        c['depth'], (c['img_size'] // 16, ) * 2,
+        num_prompts=c['ours_num'],
+        hidden_dims=c['ours_inner_dim'],
+        attn_dims=c['ours_attn_dim'])
     ssp.load_state_dict(ssp_sd, strict=True)
     return g, ssp.eval()
 
@@ -299,8 +311,9 @@ def test_ifs_matches_golden(golden_a):
         q = tok[:, :, n - 1] * (1 + ssp.dynamic_scales[0] * w[..., None])
         assert_rel_close(q, g['l1_query'], 'l1_query')
         for i, pa in enumerate(ssp.prompt_attentions):
-            assert_rel_close(pa(g['l1_query']) * g['inter_all'][1],
-                             g['prompts_all'][0][:, :, i], f'slot {i}')
+            assert_rel_close(
+                pa(g['l1_query']) * g['inter_all'][1],
+                g['prompts_all'][0][:, :, i], f'slot {i}')
         # the whole layer-1 update
         out = ssp(tok, 1)
         assert_rel_close(out, _tokens(g, g['l1_input'])[0], 'l1_input')

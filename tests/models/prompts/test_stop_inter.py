@@ -216,13 +216,13 @@ def test_paper_options_are_checked():
 
 
 def test_build_inter_frame_prompt():
-    sizes = dict(embed_dims=D, num_patches=N, num_prompts=3, num_heads=2,
-                 num_frames=4)
+    sizes = dict(
+        embed_dims=D, num_patches=N, num_prompts=3, num_heads=2, num_frames=4)
     assert build_inter_frame_prompt(None, **sizes) is None
     assert build_inter_frame_prompt(dict(), **sizes).num_prompts == 3
     module = build_inter_frame_prompt(dict(mode='paper', eta=4), **sizes)
     assert isinstance(module, DynamicInterFramePrompt)
     assert module.max_prompts == 4
     with pytest.raises(TypeError, match='normalize'):
-        build_inter_frame_prompt(dict(mode='paper', normalize='video'),
-                                 **sizes)
+        build_inter_frame_prompt(
+            dict(mode='paper', normalize='video'), **sizes)

@@ -112,19 +112,20 @@ def test_cls_attention_map_matches_multihead_attention():
     norm, attn = frame_block()
     tokens = torch.randn(2, 3, 1 + N, D)
     x = norm(tokens).flatten(0, 1)
-    _, weights = attn(x[:, :1], x, x, need_weights=True,
-                      average_attn_weights=True)
+    _, weights = attn(
+        x[:, :1], x, x, need_weights=True, average_attn_weights=True)
     expected = weights[:, 0, 1:].reshape(2, 3, N)
-    torch.testing.assert_close(cls_attention_map(tokens, norm, attn),
-                               expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        cls_attention_map(tokens, norm, attn), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_normalize_region_scores():
     s = torch.tensor([[1., 3., 2.], [5., 5., 5.]])
-    torch.testing.assert_close(normalize_region_scores(s, 'minmax'),
-                               torch.tensor([[0., 1., .5], [0., 0., 0.]]))
-    torch.testing.assert_close(normalize_region_scores(s, 'sum').sum(-1),
-                               torch.ones(2))
+    torch.testing.assert_close(
+        normalize_region_scores(s, 'minmax'),
+        torch.tensor([[0., 1., .5], [0., 0., 0.]]))
+    torch.testing.assert_close(
+        normalize_region_scores(s, 'sum').sum(-1), torch.ones(2))
     assert normalize_region_scores(s, 'none') is s
     with pytest.raises(ValueError, match='score_norm'):
         normalize_region_scores(s, 'softmax')
@@ -143,9 +144,8 @@ def test_token_prompt_exactly_ns_regions_and_prompts_only_there():
     changed = (out['tokens'] != tokens).any(-1)
     assert not changed[:, :, 0].any()  # CLS untouched
     assert torch.equal(changed[:, :, 1:], out['mask'])
-    torch.testing.assert_close(
-        out['tokens'][:, :, 1:] - tokens[:, :, 1:],
-        out['prompts'] * out['mask'][..., None])
+    torch.testing.assert_close(out['tokens'][:, :, 1:] - tokens[:, :, 1:],
+                               out['prompts'] * out['mask'][..., None])
 
 
 def test_token_prompt_exact_count_on_ties():
@@ -203,8 +203,8 @@ def test_token_prompt_region_gradient(region_grad):
         region_grad='none' if region_grad != 'none' else 'straight_through')
     other.load_state_dict(module.state_dict())
     other.eval()
-    assert torch.equal(other(tokens, 0, norm=norm, attn=attn)['tokens'],
-                       out['tokens'])
+    assert torch.equal(
+        other(tokens, 0, norm=norm, attn=attn)['tokens'], out['tokens'])
 
 
 def test_token_prompt_layers_and_sharing():
@@ -236,8 +236,8 @@ def test_token_prompt_bad_input():
     with pytest.raises(ValueError, match=rf'\[B, T, {N + 1}, {D}\]'):
         token_prompt()(torch.zeros(1, 2, N, D), 0, norm=norm, attn=attn)
     for kwargs, name in ((dict(num_regions=N + 1), 'num_regions'),
-                         (dict(alpha=1.5), 'alpha'),
-                         (dict(score_norm='z'), 'score_norm'),
+                         (dict(alpha=1.5), 'alpha'), (dict(score_norm='z'),
+                                                      'score_norm'),
                          (dict(region_grad='soft'), 'region_grad'),
                          (dict(kernel_size=(2, 3, 3)), 'odd')):
         with pytest.raises(ValueError, match=name):
@@ -245,17 +245,21 @@ def test_token_prompt_bad_input():
 
 
 def test_build_intra_frame_prompt_modes_and_unknown_keys():
-    sizes = dict(image_size=IMAGE, patch_size=PATCH, embed_dims=D,
-                 num_patches=N, num_layers=2)
+    sizes = dict(
+        image_size=IMAGE,
+        patch_size=PATCH,
+        embed_dims=D,
+        num_patches=N,
+        num_layers=2)
     assert build_intra_frame_prompt(None, **sizes) is None
-    assert isinstance(build_intra_frame_prompt(dict(), **sizes),
-                      PixelIntraFramePrompt)
-    paper = build_intra_frame_prompt(dict(mode='paper', num_regions=3),
-                                     **sizes)
+    assert isinstance(
+        build_intra_frame_prompt(dict(), **sizes), PixelIntraFramePrompt)
+    paper = build_intra_frame_prompt(
+        dict(mode='paper', num_regions=3), **sizes)
     assert isinstance(paper, TokenIntraFramePrompt)
     assert paper.num_regions == 3 and paper.layers == (0, 1)
     with pytest.raises(TypeError, match='mask_pooling'):
-        build_intra_frame_prompt(dict(mode='paper', mask_pooling='patch'),
-                                 **sizes)
+        build_intra_frame_prompt(
+            dict(mode='paper', mask_pooling='patch'), **sizes)
     with pytest.raises(ValueError, match="'pixels'"):
         build_intra_frame_prompt(dict(mode='pixels'), **sizes)

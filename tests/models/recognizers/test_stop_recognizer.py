@@ -21,19 +21,25 @@ class AuxLossNeck(torch.nn.Module):
 
 
 def tiny_recognizer(neck=None, **head):
-    return build_model(dict(
-        neck=neck,
-        type='STOPRecognizer',
-        backbone=tiny_stop_backbone(inter_prompt=dict(normalize='video')),
-        cls_head=dict(type='TextClassifierHead', class_names=CLASSES,
-                      in_channels=TINY_WIDTH, **head),
-        data_preprocessor=dict(type='ActionDataPreprocessor',
-                               format_shape='NCTHW')))
+    return build_model(
+        dict(
+            neck=neck,
+            type='STOPRecognizer',
+            backbone=tiny_stop_backbone(inter_prompt=dict(normalize='video')),
+            cls_head=dict(
+                type='TextClassifierHead',
+                class_names=CLASSES,
+                in_channels=TINY_WIDTH,
+                **head),
+            data_preprocessor=dict(
+                type='ActionDataPreprocessor', format_shape='NCTHW')))
 
 
 def samples(n):
-    return [ActionDataSample().set_gt_label(torch.tensor(i % len(CLASSES)))
-            for i in range(n)]
+    return [
+        ActionDataSample().set_gt_label(torch.tensor(i % len(CLASSES)))
+        for i in range(n)
+    ]
 
 
 def clips(n, views=1):
@@ -52,8 +58,11 @@ def test_loss_trains_only_prompts_and_adapters():
         assert p.requires_grad is not frozen, name
         if frozen:
             assert p.grad is None, name
-    grads = {n for n, p in model.named_parameters() if p.grad is not None
-             and p.grad.abs().sum() > 0}
+    grads = {
+        n
+        for n, p in model.named_parameters()
+        if p.grad is not None and p.grad.abs().sum() > 0
+    }
     # the text side trains through the class embeddings
     assert any(n.startswith('backbone.text_adapters.') for n in grads)
     assert any(n.startswith('backbone.prompt_generator.') for n in grads)
@@ -139,8 +148,8 @@ def test_neck_output_and_aux_loss_reach_the_head():
             torch.nn.functional.normalize(s, dim=-1).t()
         torch.testing.assert_close(model._forward(x, stage='head'), 100 * cos)
         pred = model.predict(x, samples(2))
-    torch.testing.assert_close(torch.stack([p.pred_score for p in pred]),
-                               (100 * cos).softmax(-1))
+    torch.testing.assert_close(
+        torch.stack([p.pred_score for p in pred]), (100 * cos).softmax(-1))
 
 
 def test_backbone_stage_does_not_encode_the_classes(monkeypatch):

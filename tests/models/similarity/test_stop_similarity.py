@@ -16,7 +16,6 @@ from mmstop.models.similarity import gather_features, symmetric_info_nce
 NUM_FRAMES, IMAGE = TINY_FRAMES, TINY_IMAGE
 CONTEXT = 16
 
-
 # many small ops: one intra-op thread (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -59,13 +58,13 @@ def samples(counts, seed=2):
 def test_info_nce_hand_computed():
     # scale 1 (logit_scale 0): S = t_hat v_hat^T = [[1, a], [0, a]]
     a = 1 / math.sqrt(2)
-    text = torch.tensor([[2., 0.], [0., 3.]])   # norms do not matter
+    text = torch.tensor([[2., 0.], [0., 3.]])  # norms do not matter
     video = torch.tensor([[1., 0.], [1., 1.]])
     t2v, v2t = symmetric_info_nce(text, video, 0.)
     e = math.exp
     # rows of S: [1, a] (target 0) and [0, a] (target 1)
-    want_t2v = (-math.log(e(1) / (e(1) + e(a)))
-                - math.log(e(a) / (1 + e(a)))) / 2
+    want_t2v = (-math.log(e(1) / (e(1) + e(a))) - math.log(e(a) /
+                                                           (1 + e(a)))) / 2
     # rows of S^T: [1, 0] (target 0) and [a, a] (target 1)
     want_v2t = (-math.log(e(1) / (e(1) + 1)) + math.log(2)) / 2
     assert t2v.item() == pytest.approx(want_t2v, rel=1e-6)
@@ -103,10 +102,10 @@ def test_loss_matches_manual_formula_and_trains_only_prompts():
     assert model.backbone.logit_scale.exp().item() == pytest.approx(100.)
     assert not model.backbone.logit_scale.requires_grad
     sim = 100. * F.normalize(t, dim=-1) @ F.normalize(v, dim=-1).t()
-    want = -(sim.log_softmax(1).diagonal().mean()
-             + sim.log_softmax(0).diagonal().mean()) / 2
-    torch.testing.assert_close(losses['loss_sim'].detach(), want,
-                               rtol=1e-5, atol=1e-6)
+    want = -(sim.log_softmax(1).diagonal().mean() +
+             sim.log_softmax(0).diagonal().mean()) / 2
+    torch.testing.assert_close(
+        losses['loss_sim'].detach(), want, rtol=1e-5, atol=1e-6)
     losses['loss_sim'].backward()
     with_grad = set()
     for name, p in model.named_parameters():
@@ -117,8 +116,10 @@ def test_loss_matches_manual_formula_and_trains_only_prompts():
         elif p.grad is not None and p.grad.abs().sum() > 0:
             with_grad.add(name.split('.')[1])
     # both towers' trainable parts learn from the contrastive loss
-    assert {'text_adapters', 'visual_adapters', 'prompt_generator',
-            'inter_prompt', 'intra_prompt', 'global_prompts'} <= with_grad
+    assert {
+        'text_adapters', 'visual_adapters', 'prompt_generator', 'inter_prompt',
+        'intra_prompt', 'global_prompts'
+    } <= with_grad
 
 
 def test_loss_rejects_several_captions_per_training_sample():
@@ -176,8 +177,7 @@ def test_predict_contract_multi_caption(monkeypatch):
         # text features do not depend on the other captions of the batch
         with torch.no_grad():
             own = model.backbone.encode_text(d.text_ids)
-        torch.testing.assert_close(d.text_feature, own, rtol=1e-5,
-                                   atol=1e-6)
+        torch.testing.assert_close(d.text_feature, own, rtol=1e-5, atol=1e-6)
 
 
 def test_predict_feeds_the_retrieval_metric():
@@ -198,12 +198,14 @@ def test_predict_feeds_the_retrieval_metric():
     res = metric.evaluate(4)
     predicted = first + second
     texts = F.normalize(torch.cat([d.text_feature for d in predicted]), dim=-1)
-    videos = F.normalize(torch.stack([d.video_feature for d in predicted]),
-                         dim=-1)
+    videos = F.normalize(
+        torch.stack([d.video_feature for d in predicted]), dim=-1)
     owner = [i for i, d in enumerate(predicted) for _ in d.text_feature]
     want = retrieval_metrics(texts @ videos.t(), owner)
-    assert res == {f'retrieval/{k}': pytest.approx(v, abs=1e-9)
-                   for k, v in want.items()}
+    assert res == {
+        f'retrieval/{k}': pytest.approx(v, abs=1e-9)
+        for k, v in want.items()
+    }
     # not every caption ranks its video first: a wrong caption-to-video
     # assignment would change the numbers
     assert want['t2v/MnR'] > 1 and want['v2t/MnR'] > 1
@@ -230,12 +232,10 @@ def test_eval_batch_size_logged_once_per_evaluation(monkeypatch):
     assert 'batch size 2 per process, 1 process(es)' in logged[0]
     assert 'depend on the other videos' in logged[0]  # official 'batch'
     evaluation(1)  # same evaluation (no train() in between): no new line
-    assert len([m for m in messages
-                if 'STOPSimilarity evaluation' in m]) == 1
+    assert len([m for m in messages if 'STOPSimilarity evaluation' in m]) == 1
     model.train()
     evaluation(1)
-    assert len([m for m in messages
-                if 'STOPSimilarity evaluation' in m]) == 2
+    assert len([m for m in messages if 'STOPSimilarity evaluation' in m]) == 2
 
 
 def test_official_video_features_depend_on_the_batch():

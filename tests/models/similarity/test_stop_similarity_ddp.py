@@ -41,16 +41,17 @@ TIMEOUT = 300  # seconds for the spawned processes
 
 
 def build_model(gather_grad):
-    return tiny_stop_similarity(intra_prompt=dict(dropout=0.),
-                                inter_prompt=dict(normalize='video'),
-                                gather_grad=gather_grad)
+    return tiny_stop_similarity(
+        intra_prompt=dict(dropout=0.),
+        inter_prompt=dict(normalize='video'),
+        gather_grad=gather_grad)
 
 
 def global_batch():
     from mmaction.structures import ActionDataSample
     g = torch.Generator().manual_seed(1)
-    frames = torch.randn(GLOBAL_BATCH, NUM_FRAMES, 3, IMAGE, IMAGE,
-                         generator=g)
+    frames = torch.randn(
+        GLOBAL_BATCH, NUM_FRAMES, 3, IMAGE, IMAGE, generator=g)
     samples = []
     for i in range(GLOBAL_BATCH):
         ids = torch.zeros(1, CONTEXT, dtype=torch.long)
@@ -93,22 +94,22 @@ def gather_checks(rank):
     weight = torch.arange(sum(sizes) * 3, dtype=torch.float).reshape(-1, 3)
     out = {}
     for grad in ('local', 'exact'):
-        x = (torch.arange(sizes[rank] * 3, dtype=torch.float).reshape(-1, 3)
-             + 100 * rank).requires_grad_()
+        x = (torch.arange(sizes[rank] * 3, dtype=torch.float).reshape(-1, 3) +
+             100 * rank).requires_grad_()
         y = torch.full((sizes[rank], 1), float(rank))
         gx, gy = gather_features(x, y, grad=grad)
         # a different loss on every rank: rank r weighs by r + 1
         ((gx * weight).sum() * (rank + 1)).backward()
-        out[grad] = dict(gathered=gx.detach(), owner=gy.flatten(),
-                         grad=x.grad.clone())
+        out[grad] = dict(
+            gathered=gx.detach(), owner=gy.flatten(), grad=x.grad.clone())
     return out
 
 
 def worker(rank, init_file, out_dir):
     from torch.nn.parallel import DistributedDataParallel as DDP
     torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=WORLD)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=WORLD)
     try:
         results = dict(gather=gather_checks(rank))
         frames, samples = global_batch()
@@ -132,8 +133,12 @@ def ddp_results(tmp_path_factory):
     # the workers run with one intra-op thread (no OpenMP pool after fork)
     build_model('local')
     global_batch()
-    ctx = mp.start_processes(worker, args=(init_file, str(tmp)),
-                             nprocs=WORLD, join=False, start_method='fork')
+    ctx = mp.start_processes(
+        worker,
+        args=(init_file, str(tmp)),
+        nprocs=WORLD,
+        join=False,
+        start_method='fork')
     deadline = time.time() + TIMEOUT
     try:
         while not ctx.join(timeout=1):
@@ -143,8 +148,10 @@ def ddp_results(tmp_path_factory):
         for p in ctx.processes:
             if p.is_alive():
                 p.kill()
-    return [torch.load(osp.join(tmp, f'rank{r}.pt'), weights_only=False)
-            for r in range(WORLD)]
+    return [
+        torch.load(osp.join(tmp, f'rank{r}.pt'), weights_only=False)
+        for r in range(WORLD)
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -171,8 +178,8 @@ def assert_tensors_close(got, want, scale=1.0):
         # the size of the tensor
         w = want[name] * scale
         atol = 1e-4 * float(w.abs().max()) + 1e-7
-        torch.testing.assert_close(got[name], w, rtol=1e-4, atol=atol,
-                                   msg=lambda m: f'{name}: {m}')
+        torch.testing.assert_close(
+            got[name], w, rtol=1e-4, atol=atol, msg=lambda m: f'{name}: {m}')
 
 
 def test_gather_layout_and_gradient_rules(ddp_results):
@@ -184,8 +191,8 @@ def test_gather_layout_and_gradient_rules(ddp_results):
             torch.arange(n * 3, dtype=torch.float).reshape(-1, 3) + 100 * r
             for r, n in enumerate(sizes)
         ])
-        owners = torch.cat([torch.full((n, ), float(r))
-                            for r, n in enumerate(sizes)])
+        owners = torch.cat(
+            [torch.full((n, ), float(r)) for r, n in enumerate(sizes)])
         for rank, res in enumerate(ddp_results):
             got = res['gather'][grad]
             # every rank builds the same global layout, in rank order
@@ -221,8 +228,8 @@ def test_exact_gather_gives_single_process_gradient(ddp_results,
             reference['losses'], rel=1e-5)
         assert_tensors_close(res['exact']['params'], reference['params'])
     # and training changed the loss (the trajectories are not trivial)
-    assert reference['losses'][-1] != pytest.approx(reference['losses'][0],
-                                                    rel=1e-4)
+    assert reference['losses'][-1] != pytest.approx(
+        reference['losses'][0], rel=1e-4)
 
 
 def test_local_gather_gives_gradient_over_world_size(ddp_results,
@@ -230,11 +237,11 @@ def test_local_gather_gives_gradient_over_world_size(ddp_results,
     reference = single_process[LR]
     half_lr = single_process[LR / WORLD]
     for res in ddp_results:
-        assert_tensors_close(res['local']['grads'], reference['grads'],
-                             scale=1 / WORLD)
+        assert_tensors_close(
+            res['local']['grads'], reference['grads'], scale=1 / WORLD)
         # DDP at lr follows one process at lr / world_size
         assert res['local']['losses'] == pytest.approx(
             half_lr['losses'], rel=1e-5)
         assert_tensors_close(res['local']['params'], half_lr['params'])
-    assert half_lr['losses'][1] != pytest.approx(reference['losses'][1],
-                                                 rel=1e-5)
+    assert half_lr['losses'][1] != pytest.approx(
+        reference['losses'][1], rel=1e-5)

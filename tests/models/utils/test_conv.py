@@ -89,7 +89,8 @@ def test_backend_rule_on_cpu(monkeypatch):
     with torch.no_grad():  # grad mode off: no backward pass
         assert _backend(monkeypatch, x1, w_1to3) == 'direct'
     # float64: FFT (no mkldnn kernel, one huge im2col buffer)
-    assert _backend(monkeypatch, x2.detach().double(),
+    assert _backend(monkeypatch,
+                    x2.detach().double(),
                     w_2to3.detach().double()) == 'fft'
 
 

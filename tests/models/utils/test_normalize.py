@@ -7,12 +7,11 @@ from mmstop.models.utils import minmax_normalize
 
 def test_slices_and_whole_tensor():
     x = torch.tensor([[1., 3., 2.], [4., 4., 4.]])
-    torch.testing.assert_close(minmax_normalize(x),
-                               torch.tensor([[0., 1., .5], [0., 0., 0.]]))
-    torch.testing.assert_close(minmax_normalize(x, dim=0),
-                               torch.tensor([[0., 0., 0.], [1., 1., 1.]]))
-    torch.testing.assert_close(minmax_normalize(x, dim=None),
-                               (x - 1.) / 3.)
+    torch.testing.assert_close(
+        minmax_normalize(x), torch.tensor([[0., 1., .5], [0., 0., 0.]]))
+    torch.testing.assert_close(
+        minmax_normalize(x, dim=0), torch.tensor([[0., 0., 0.], [1., 1., 1.]]))
+    torch.testing.assert_close(minmax_normalize(x, dim=None), (x - 1.) / 3.)
 
 
 def test_constant_slices_zero_or_nan():
@@ -21,5 +20,6 @@ def test_constant_slices_zero_or_nan():
     plain = minmax_normalize(x, constant_to_zero=False)
     assert torch.isnan(plain[0]).all()
     torch.testing.assert_close(plain[1], torch.tensor([0., 1.]))
-    assert torch.isnan(minmax_normalize(torch.tensor([[.3]]), dim=None,
-                                        constant_to_zero=False)).all()
+    assert torch.isnan(
+        minmax_normalize(
+            torch.tensor([[.3]]), dim=None, constant_to_zero=False)).all()

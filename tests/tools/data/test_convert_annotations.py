@@ -9,8 +9,8 @@ import pytest
 
 from mmstop.datasets import VideoTextRetrievalDataset
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 @pytest.fixture
@@ -24,30 +24,65 @@ def _check_loadable(entries, tmp_path, **kwargs):
     path = tmp_path / 'check.json'
     path.write_text(json.dumps(entries))
     ds = VideoTextRetrievalDataset(
-        str(path), [], data_prefix=dict(video=str(tmp_path)),
-        check_videos=False, test_mode=True, **kwargs)
+        str(path), [],
+        data_prefix=dict(video=str(tmp_path)),
+        check_videos=False,
+        test_mode=True,
+        **kwargs)
     return [ds.get_data_info(i) for i in range(len(ds))]
 
 
 # ----------------------------------------------------------------- MSR-VTT
 MSRVTT_DATA = {
-    'info': {'year': 2016},
+    'info': {
+        'year': 2016
+    },
     'videos': [
-        {'category': 9, 'url': 'https://www.youtube.com/watch?v=9lZi22qLlEo',
-         'video_id': 'video0', 'start time': 137.72, 'end time': 149.44,
-         'split': 'train', 'id': 0},
-        {'category': 16, 'url': 'https://www.youtube.com/watch?v=w4JM08PDEng',
-         'video_id': 'video1', 'start time': 184.33, 'end time': 206.89,
-         'split': 'train', 'id': 1},
+        {
+            'category': 9,
+            'url': 'https://www.youtube.com/watch?v=9lZi22qLlEo',
+            'video_id': 'video0',
+            'start time': 137.72,
+            'end time': 149.44,
+            'split': 'train',
+            'id': 0
+        },
+        {
+            'category': 16,
+            'url': 'https://www.youtube.com/watch?v=w4JM08PDEng',
+            'video_id': 'video1',
+            'start time': 184.33,
+            'end time': 206.89,
+            'split': 'train',
+            'id': 1
+        },
     ],
     'sentences': [
-        {'caption': 'a car is shown', 'video_id': 'video0', 'sen_id': 0},
-        {'caption': 'a man talks about a car', 'video_id': 'video1',
-         'sen_id': 1},
-        {'caption': 'a cartoon shows two dogs', 'video_id': 'video0',
-         'sen_id': 2},
-        {'caption': 'people, talking', 'video_id': 'video1', 'sen_id': 3},
-        {'caption': 'not in the split', 'video_id': 'video9', 'sen_id': 4},
+        {
+            'caption': 'a car is shown',
+            'video_id': 'video0',
+            'sen_id': 0
+        },
+        {
+            'caption': 'a man talks about a car',
+            'video_id': 'video1',
+            'sen_id': 1
+        },
+        {
+            'caption': 'a cartoon shows two dogs',
+            'video_id': 'video0',
+            'sen_id': 2
+        },
+        {
+            'caption': 'people, talking',
+            'video_id': 'video1',
+            'sen_id': 3
+        },
+        {
+            'caption': 'not in the split',
+            'video_id': 'video9',
+            'sen_id': 4
+        },
     ]
 }
 MSRVTT_TRAIN_CSV = 'video_id\nvideo1\nvideo0\n'
@@ -62,29 +97,37 @@ def test_msrvtt(converter, tmp_path):
     (tmp_path / 'MSRVTT_data.json').write_text(json.dumps(MSRVTT_DATA))
     (tmp_path / 'train.csv').write_text(MSRVTT_TRAIN_CSV)
     (tmp_path / 'test.csv').write_text(MSRVTT_TEST_CSV)
-    train = mod.convert_train(str(tmp_path / 'train.csv'),
-                              str(tmp_path / 'MSRVTT_data.json'))
+    train = mod.convert_train(
+        str(tmp_path / 'train.csv'), str(tmp_path / 'MSRVTT_data.json'))
     # csv order, captions in MSRVTT_data.json order
     assert train == [
-        dict(filename='video1.mp4', video_id='video1',
-             captions=['a man talks about a car', 'people, talking']),
-        dict(filename='video0.mp4', video_id='video0',
-             captions=['a car is shown', 'a cartoon shows two dogs']),
+        dict(
+            filename='video1.mp4',
+            video_id='video1',
+            captions=['a man talks about a car', 'people, talking']),
+        dict(
+            filename='video0.mp4',
+            video_id='video0',
+            captions=['a car is shown', 'a cartoon shows two dogs']),
     ]
     test = mod.convert_test(str(tmp_path / 'test.csv'), 'all/{video_id}.avi')
     assert test == [
-        dict(filename='all/video9770.avi', video_id='video9770',
-             captions=['a person is connecting something to system']),
-        dict(filename='all/video9771.avi', video_id='video9771',
-             captions=['a girl, a ball and a dog']),
+        dict(
+            filename='all/video9770.avi',
+            video_id='video9770',
+            captions=['a person is connecting something to system']),
+        dict(
+            filename='all/video9771.avi',
+            video_id='video9771',
+            captions=['a girl, a ball and a dog']),
     ]
     infos = _check_loadable(train, tmp_path)
     assert [len(i['text']) for i in infos] == [2, 2]
     # a training video without any caption is an error naming it
     (tmp_path / 'train2.csv').write_text('video_id\nvideo5\n')
     with pytest.raises(ValueError, match="'video5'"):
-        mod.convert_train(str(tmp_path / 'train2.csv'),
-                          str(tmp_path / 'MSRVTT_data.json'))
+        mod.convert_train(
+            str(tmp_path / 'train2.csv'), str(tmp_path / 'MSRVTT_data.json'))
     (tmp_path / 'bad.csv').write_text('vid\nvideo0\n')
     with pytest.raises(ValueError, match="'video_id' column"):
         mod.convert_test(str(tmp_path / 'bad.csv'))
@@ -95,11 +138,15 @@ def test_msrvtt(converter, tmp_path):
     subprocess.run([
         sys.executable,
         osp.join(REPO, 'tools/data/msrvtt/convert_annotations.py'),
-        '--data-json', str(tmp_path / 'MSRVTT_data.json'), '--train-csv',
-        str(tmp_path / 'train.csv'), '--test-csv', str(tmp_path / 'test.csv'),
-        '--out-dir', str(out), '--video-root', str(tmp_path / 'videos'),
-        '--skip-missing'
-    ], check=True, capture_output=True)
+        '--data-json',
+        str(tmp_path / 'MSRVTT_data.json'), '--train-csv',
+        str(tmp_path / 'train.csv'), '--test-csv',
+        str(tmp_path / 'test.csv'), '--out-dir',
+        str(out), '--video-root',
+        str(tmp_path / 'videos'), '--skip-missing'
+    ],
+                   check=True,
+                   capture_output=True)
     assert json.loads((out / 'msrvtt_train_9k.json').read_text()) == train[1:]
     assert json.loads((out / 'msrvtt_test_1k.json').read_text()) == []
 
@@ -107,10 +154,13 @@ def test_msrvtt(converter, tmp_path):
 # ------------------------------------------------------------- ActivityNet
 ANET = {
     'v_QOlSCBRmfWY': {
-        'duration': 82.73,
+        'duration':
+        82.73,
         'timestamps': [[0.83, 19.86], [17.37, 60.81]],
-        'sentences': ['A young woman is seen standing in a room.',
-                      ' The girl dances around the room.']
+        'sentences': [
+            'A young woman is seen standing in a room.',
+            ' The girl dances around the room.'
+        ]
     },
     'v_ehGHCYKzyZ8': {
         'duration': 61.72,
@@ -130,8 +180,8 @@ def test_activitynet(converter, tmp_path):
     cap = tmp_path / 'val_1.json'
     cap.write_text(json.dumps(ANET))
     entries = mod.convert(str(cap), exclude=['v_NHznDFD3V3k'])
-    assert [e['video_id'] for e in entries] == ['v_QOlSCBRmfWY',
-                                                 'v_ehGHCYKzyZ8']
+    assert [e['video_id']
+            for e in entries] == ['v_QOlSCBRmfWY', 'v_ehGHCYKzyZ8']
     assert entries[0]['filename'] == 'v_QOlSCBRmfWY.mp4'
     assert entries[0]['captions'] == ANET['v_QOlSCBRmfWY']['sentences']
     assert entries[0]['duration'] == 82.73
@@ -140,13 +190,12 @@ def test_activitynet(converter, tmp_path):
         json.dumps(['v_ehGHCYKzyZ8', 'v_unknown', 'v_QOlSCBRmfWY']))
     ids = mod.read_id_list(str(tmp_path / 'ids.json'))
     entries = mod.convert(str(cap), ids=ids, video_pattern='{youtube_id}.mkv')
-    assert [e['filename'] for e in entries] == ['ehGHCYKzyZ8.mkv',
-                                                 'QOlSCBRmfWY.mkv']
+    assert [e['filename']
+            for e in entries] == ['ehGHCYKzyZ8.mkv', 'QOlSCBRmfWY.mkv']
     # a text id list and the official video_path.json map
     (tmp_path / 'ids.txt').write_text('v_QOlSCBRmfWY\n\nv_ehGHCYKzyZ8\n')
-    assert mod.read_id_list(str(tmp_path / 'ids.txt')) == [
-        'v_QOlSCBRmfWY', 'v_ehGHCYKzyZ8'
-    ]
+    assert mod.read_id_list(str(
+        tmp_path / 'ids.txt')) == ['v_QOlSCBRmfWY', 'v_ehGHCYKzyZ8']
     entries = mod.convert(str(cap), video_paths={'QOlSCBRmfWY': 'Q.avi'})
     assert [e['filename'] for e in entries] == ['Q.avi']
     # paragraph mode gives the official " ".join(sentences), whitespace
@@ -157,22 +206,40 @@ def test_activitynet(converter, tmp_path):
         'the room.'
     ]
     out = tmp_path / 'anet.json'
-    mod.main(['--captions', str(cap), '--exclude', 'NHznDFD3V3k', '--out',
-              str(out)])
+    mod.main([
+        '--captions',
+        str(cap), '--exclude', 'NHznDFD3V3k', '--out',
+        str(out)
+    ])
     assert len(json.loads(out.read_text())) == 2
 
 
 # ----------------------------------------------------------------- DiDeMo
 DIDEMO = [
-    {'annotation_id': 1, 'description': 'the girl jumps into the pool',
-     'video': '10015567@N08_3655084291_d8b58466fa.mov',
-     'times': [[0, 0], [1, 1]], 'download_link': 'x', 'num_segments': 6},
-    {'annotation_id': 2, 'description': 'a dog runs by',
-     'video': '10057376@N00_2537289585_2e6b3bbf47.mp4',
-     'times': [[2, 3]], 'download_link': 'x', 'num_segments': 6},
-    {'annotation_id': 3, 'description': 'camera zooms out',
-     'video': '10015567@N08_3655084291_d8b58466fa.mov',
-     'times': [[4, 5]], 'download_link': 'x', 'num_segments': 6},
+    {
+        'annotation_id': 1,
+        'description': 'the girl jumps into the pool',
+        'video': '10015567@N08_3655084291_d8b58466fa.mov',
+        'times': [[0, 0], [1, 1]],
+        'download_link': 'x',
+        'num_segments': 6
+    },
+    {
+        'annotation_id': 2,
+        'description': 'a dog runs by',
+        'video': '10057376@N00_2537289585_2e6b3bbf47.mp4',
+        'times': [[2, 3]],
+        'download_link': 'x',
+        'num_segments': 6
+    },
+    {
+        'annotation_id': 3,
+        'description': 'camera zooms out',
+        'video': '10015567@N08_3655084291_d8b58466fa.mov',
+        'times': [[4, 5]],
+        'download_link': 'x',
+        'num_segments': 6
+    },
 ]
 
 
@@ -182,25 +249,30 @@ def test_didemo(converter, tmp_path):
     src.write_text(json.dumps(DIDEMO))
     entries = mod.convert(str(src), video_pattern='{video}.mp4')
     assert entries == [
-        dict(filename='10015567@N08_3655084291_d8b58466fa.mov.mp4',
-             video_id='10015567@N08_3655084291_d8b58466fa.mov',
-             captions=['the girl jumps into the pool', 'camera zooms out'],
-             end_sec=31.0),
-        dict(filename='10057376@N00_2537289585_2e6b3bbf47.mp4.mp4',
-             video_id='10057376@N00_2537289585_2e6b3bbf47.mp4',
-             captions=['a dog runs by'], end_sec=31.0),
+        dict(
+            filename='10015567@N08_3655084291_d8b58466fa.mov.mp4',
+            video_id='10015567@N08_3655084291_d8b58466fa.mov',
+            captions=['the girl jumps into the pool', 'camera zooms out'],
+            end_sec=31.0),
+        dict(
+            filename='10057376@N00_2537289585_2e6b3bbf47.mp4.mp4',
+            video_id='10057376@N00_2537289585_2e6b3bbf47.mp4',
+            captions=['a dog runs by'],
+            end_sec=31.0),
     ]
-    (tmp_path / 'test_list.txt').write_text(
-        '10057376@N00_2537289585_2e6b3bbf47.mp4\n')
-    only = mod.convert(str(src),
-                       video_list=mod.read_list(
-                           str(tmp_path / 'test_list.txt')),
-                       end_sec=0)
+    (tmp_path /
+     'test_list.txt').write_text('10057376@N00_2537289585_2e6b3bbf47.mp4\n')
+    only = mod.convert(
+        str(src),
+        video_list=mod.read_list(str(tmp_path / 'test_list.txt')),
+        end_sec=0)
     assert len(only) == 1 and 'end_sec' not in only[0]
     assert only[0]['filename'] == '10057376@N00_2537289585_2e6b3bbf47.mp4'
     infos = _check_loadable(entries, tmp_path, paragraph=True)
-    assert infos[0]['text'] == ['the girl jumps into the pool camera zooms '
-                                'out']
+    assert infos[0]['text'] == [
+        'the girl jumps into the pool camera zooms '
+        'out'
+    ]
     assert infos[0]['end_sec'] == 31.0
     bad = tmp_path / 'bad.json'
     bad.write_text(json.dumps([{'video': 'x'}]))
@@ -210,11 +282,16 @@ def test_didemo(converter, tmp_path):
 
 # ------------------------------------------------------------------ VATEX
 VATEX = [
-    {'videoID': 'Ptf_2VRj-V0_000122_000132',
-     'enCap': ['A man is playing a drum.', 'Someone drums in a room.'],
-     'chCap': ['一个男人在打鼓。', '有人在房间里打鼓。']},
-    {'videoID': '--07WQ2iBlw_000001_000011',
-     'enCap': ['A woman talks.'], 'chCap': ['一个女人在说话。']},
+    {
+        'videoID': 'Ptf_2VRj-V0_000122_000132',
+        'enCap': ['A man is playing a drum.', 'Someone drums in a room.'],
+        'chCap': ['一个男人在打鼓。', '有人在房间里打鼓。']
+    },
+    {
+        'videoID': '--07WQ2iBlw_000001_000011',
+        'enCap': ['A woman talks.'],
+        'chCap': ['一个女人在说话。']
+    },
 ]
 
 
@@ -224,26 +301,26 @@ def test_vatex(converter, tmp_path):
     src.write_text(json.dumps(VATEX, ensure_ascii=False), encoding='utf-8')
     entries = mod.convert(str(src))
     assert entries == [
-        dict(filename='Ptf_2VRj-V0_000122_000132.mp4',
-             video_id='Ptf_2VRj-V0_000122_000132',
-             captions=VATEX[0]['enCap']),
-        dict(filename='--07WQ2iBlw_000001_000011.mp4',
-             video_id='--07WQ2iBlw_000001_000011',
-             captions=VATEX[1]['enCap']),
+        dict(
+            filename='Ptf_2VRj-V0_000122_000132.mp4',
+            video_id='Ptf_2VRj-V0_000122_000132',
+            captions=VATEX[0]['enCap']),
+        dict(
+            filename='--07WQ2iBlw_000001_000011.mp4',
+            video_id='--07WQ2iBlw_000001_000011',
+            captions=VATEX[1]['enCap']),
     ]
     zh = mod.convert(str(src), caption_key='chCap')
     assert zh[1]['captions'] == ['一个女人在说话。']
     # ref_captions.json + split list (order from the list)
     ref = tmp_path / 'ref_captions.json'
     ref.write_text(json.dumps({v['videoID']: v['enCap'] for v in VATEX}))
-    (tmp_path / 'test_list.txt').write_text(
-        '--07WQ2iBlw_000001_000011\nPtf_2VRj-V0_000122_000132\n')
-    listed = mod.convert(str(ref),
-                         video_list=mod.read_list(
-                             str(tmp_path / 'test_list.txt')))
-    assert [e['video_id'] for e in listed] == [
-        '--07WQ2iBlw_000001_000011', 'Ptf_2VRj-V0_000122_000132'
-    ]
+    (tmp_path / 'test_list.txt'
+     ).write_text('--07WQ2iBlw_000001_000011\nPtf_2VRj-V0_000122_000132\n')
+    listed = mod.convert(
+        str(ref), video_list=mod.read_list(str(tmp_path / 'test_list.txt')))
+    assert [e['video_id'] for e in listed
+            ] == ['--07WQ2iBlw_000001_000011', 'Ptf_2VRj-V0_000122_000132']
     with pytest.raises(ValueError, match="'nope'"):
         mod.convert(str(ref), video_list=['nope'])
     infos = _check_loadable(entries, tmp_path)

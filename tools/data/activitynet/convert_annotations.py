@@ -39,8 +39,10 @@ TOOLS_DATA = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if TOOLS_DATA not in sys.path:
     sys.path.insert(0, TOOLS_DATA)
 
-from video_text_json import (add_skip_missing_args,  # noqa: E402
-                             check_skip_missing_args, write_entries)
+from video_text_json import (
+    add_skip_missing_args,  # noqa: E402
+    check_skip_missing_args,
+    write_entries)
 
 
 def read_id_list(path: str) -> List[str]:
@@ -61,11 +63,13 @@ def _youtube_id(key: str) -> str:
     return key[2:] if key.startswith('v_') else key
 
 
-def convert(captions_json: str,
-            ids: Optional[Sequence[str]] = None,
-            video_pattern: str = '{video_id}.mp4',
-            video_paths: Optional[Dict[str, str]] = None,
-            exclude: Sequence[str] = ()) -> List[dict]:
+def convert(
+    captions_json: str,
+    ids: Optional[Sequence[str]] = None,
+    video_pattern: str = '{video_id}.mp4',
+    video_paths: Optional[Dict[str, str]] = None,
+    exclude: Sequence[str] = ()
+) -> List[dict]:
     """mmstop entries from an ActivityNet Captions file.
 
     Args:
@@ -131,8 +135,8 @@ def convert(captions_json: str,
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--captions', required=True,
-                        help='train.json or val_1.json')
+    parser.add_argument(
+        '--captions', required=True, help='train.json or val_1.json')
     parser.add_argument('--ids', help='train_ids.json / val_ids.json')
     parser.add_argument('--video-path-json', help='official video_path.json')
     parser.add_argument(
@@ -140,8 +144,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         default='{video_id}.mp4',
         help='{video_id} = key (v_...), {youtube_id} = key without v_ '
         '(default: %(default)s)')
-    parser.add_argument('--exclude', nargs='*', default=[],
-                        help='video ids to drop (official: v_NHznDFD3V3k)')
+    parser.add_argument(
+        '--exclude',
+        nargs='*',
+        default=[],
+        help='video ids to drop (official: v_NHznDFD3V3k)')
     parser.add_argument('--out', required=True)
     add_skip_missing_args(parser)
     args = parser.parse_args(argv)

@@ -39,8 +39,10 @@ TOOLS_DATA = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if TOOLS_DATA not in sys.path:
     sys.path.insert(0, TOOLS_DATA)
 
-from video_text_json import (add_skip_missing_args,  # noqa: E402
-                             check_skip_missing_args, write_entries)
+from video_text_json import (
+    add_skip_missing_args,  # noqa: E402
+    check_skip_missing_args,
+    write_entries)
 
 
 def _filename(pattern: str, video_id: str) -> str:
@@ -118,11 +120,12 @@ def convert_test(test_csv: str,
     for i, row in enumerate(rows):
         if 'sentence' not in row or row['sentence'] is None:
             raise ValueError(f'{test_csv}: row {i + 2} has no "sentence"')
-        grouped.setdefault(row['video_id'].strip(), []).append(
-            row['sentence'])
+        grouped.setdefault(row['video_id'].strip(), []).append(row['sentence'])
     return [
-        dict(filename=_filename(video_pattern, vid), video_id=vid,
-             captions=caps) for vid, caps in grouped.items()
+        dict(
+            filename=_filename(video_pattern, vid),
+            video_id=vid,
+            captions=caps) for vid, caps in grouped.items()
     ]
 
 
@@ -157,8 +160,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                      convert_train(args.train_csv, args.data_json,
                                    args.video_pattern)))
     if args.test_csv:
-        jobs.append((args.test_name,
-                     convert_test(args.test_csv, args.video_pattern)))
+        jobs.append(
+            (args.test_name, convert_test(args.test_csv, args.video_pattern)))
     for name, entries in jobs:
         write_entries(entries, osp.join(args.out_dir, name), args)
 

@@ -39,9 +39,11 @@ TOOLS_DATA = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if TOOLS_DATA not in sys.path:
     sys.path.insert(0, TOOLS_DATA)
 
-from video_text_json import (add_skip_missing_args,  # noqa: E402
-                             check_skip_missing_args, read_list,
-                             write_entries)
+from video_text_json import (
+    add_skip_missing_args,  # noqa: E402
+    check_skip_missing_args,
+    read_list,
+    write_entries)
 
 
 def load_captions(path: str, caption_key: str = 'enCap') -> OrderedDict:

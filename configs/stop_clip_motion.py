@@ -27,19 +27,9 @@ ann_file_train = 'data/motion/train.txt'
 ann_file_val = 'data/motion/val.txt'
 classnames_file = 'data/motion/classnames.txt'
 num_classes = 6  # checked against classnames_file and class_texts
-# arch of tools/pretrain/tiny_clip.py (ARCH)
-clip_arch = dict(
-    embed_dims=128,
-    image_size=image_size,
-    patch_size=8,
-    vision_width=128,
-    vision_layers=4,
-    vision_heads=4,
-    context_length=32,
-    vocab_size=49408,
-    text_width=64,
-    text_heads=2,
-    text_layers=4)
+# the arch tools/pretrain/tiny_clip.py trains (mmstop's CLIP arch table)
+# (embed_dims restated for the heads' in_channels)
+clip_arch = dict(base='tiny-shapes', embed_dims=128, image_size=image_size)
 
 # What the text tower reads for each class, in the order of
 # classnames.txt (moving up, moving down, growing, shrinking, moving right,

@@ -30,19 +30,9 @@ clip_checkpoint = '{{ fileDirname }}/../checkpoints/tiny_clip_shapes.pth'
 data_root = 'data/motion/videos'
 ann_file_train = 'data/motion/captions_train.json'
 ann_file_test = 'data/motion/captions_val.json'
-# arch of tools/pretrain/tiny_clip.py (ARCH)
+# the arch tools/pretrain/tiny_clip.py trains (mmstop's CLIP arch table)
 clip_arch = dict(
-    embed_dims=128,
-    image_size=image_size,
-    patch_size=8,
-    vision_width=128,
-    vision_layers=4,
-    vision_heads=4,
-    context_length=context_length,
-    vocab_size=49408,
-    text_width=64,
-    text_heads=2,
-    text_layers=4)
+    base='tiny-shapes', image_size=image_size, context_length=context_length)
 
 model = dict(
     backbone=dict(

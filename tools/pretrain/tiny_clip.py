@@ -50,6 +50,7 @@ from mmstop.datasets.shape_captions import (HELD_OUT_PAIRS,  # noqa: E402
                                             colour_shape_pairs,
                                             zero_shot_prompts)
 from mmstop.datasets.transforms import TokenizeText  # noqa: E402
+from mmstop.models.clip.builder import resolve_clip_arch  # noqa: E402
 from mmstop.models.clip import (build_open_clip,  # noqa: E402
                                 load_clip_state_dict, read_clip_checkpoint)
 from mmstop.utils.fileio import atomic_torch_save  # noqa: E402
@@ -58,19 +59,9 @@ from mmstop.utils.pretraining import (provenance, sha256_file,  # noqa: E402
                                       warmup_cosine_lr, write_json)
 # yapf: enable
 
-#: The tiny CLIP (``arch`` of ``STOPCLIP`` and ``build_open_clip``).
-ARCH = dict(
-    embed_dims=128,
-    image_size=32,
-    patch_size=8,
-    vision_width=128,
-    vision_layers=4,
-    vision_heads=4,
-    context_length=32,
-    vocab_size=49408,
-    text_width=64,
-    text_heads=2,
-    text_layers=4)
+#: The tiny CLIP: the ``'tiny-shapes'`` entry of mmstop's CLIP arch table
+#: (``arch`` of ``STOPCLIP`` and ``build_open_clip``), every key resolved.
+ARCH = resolve_clip_arch('tiny-shapes')
 #: CLIP's normalisation on 0-255 pixels (the STOP configs' preprocessor).
 CLIP_MEAN = (122.770938, 116.7460125, 104.09373615)
 CLIP_STD = (68.5005327, 66.6321579, 70.32316305)

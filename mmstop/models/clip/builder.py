@@ -11,7 +11,9 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 #: and ViT-B/16) name open_clip's model configs
 #: (``open_clip/model_configs/ViT-B-32.json``, read with
 #: ``open_clip.get_model_config``); ``tiny``, a small random model for tests
-#: and the demo, is a config in open_clip's format.
+#: and the demo, and ``tiny-shapes``, the CLIP that
+#: ``tools/pretrain/tiny_clip.py`` pretrains (``checkpoints/README.md``),
+#: are configs in open_clip's format.
 CLIP_ARCHS = {
     'vit-b32':
     'ViT-B-32',
@@ -24,6 +26,13 @@ CLIP_ARCHS = {
             image_size=64, layers=2, width=64, patch_size=16, head_width=32),
         text_cfg=dict(
             context_length=77, vocab_size=49408, width=64, heads=2, layers=2)),
+    'tiny-shapes':
+    dict(
+        embed_dim=128,
+        vision_cfg=dict(
+            image_size=32, layers=4, width=128, patch_size=8, head_width=32),
+        text_cfg=dict(
+            context_length=32, vocab_size=49408, width=64, heads=2, layers=4)),
 }
 
 #: mmstop arch keys -> (section of the open_clip config, its key); the

@@ -85,14 +85,9 @@ class DemoError(Exception):
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     if not osp.isfile(config):
         raise DemoError(f'config file {config} does not exist')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-        # an overridden top-level variable (num_frames, image_size, ...)
-        # re-derives every field computed from it, as in tools/train.py
-        from mmstop.utils import resolve_config
-        cfg = resolve_config(cfg)
-    return cfg
+    # an overridden top-level variable (num_frames, image_size, ...)
+    # re-derives every field computed from it, as in tools/train.py
+    return mmstop.utils.config.load_config(config, cfg_options)
 
 
 def build_model(cfg: Config, checkpoint: str, device: str):

@@ -214,21 +214,19 @@ def trainable_parameters(config, cfg_options=()):
     (the model is built, no weights are read)."""
     sys.path.insert(0, REPO_ROOT)
     import mmstop  # noqa: F401  (registers the config's types)
-    from mmengine.config import Config, DictAction
+    from mmengine.config import DictAction
     from mmengine.registry import init_default_scope
 
     from mmstop.registry import MODELS
-    from mmstop.utils import resolve_config
-    cfg = Config.fromfile(config)
+    from mmstop.utils.complexity import count_params
+    from mmstop.utils.config import load_config
+    parsed = argparse.Namespace(options=None)
     if cfg_options:
-        action = DictAction(option_strings=[], dest='options')
-        parsed = argparse.Namespace()
-        action(None, parsed, list(cfg_options))
-        cfg.merge_from_dict(parsed.options)
-        cfg = resolve_config(cfg)
+        DictAction(
+            option_strings=[], dest='options')(None, parsed, list(cfg_options))
+    cfg = load_config(config, parsed.options)
     init_default_scope(cfg.get('default_scope', 'mmaction'))
-    model = MODELS.build(cfg.model)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_params(MODELS.build(cfg.model))[1]
 
 
 def run_method(config, work_dir, cfg_options, env, trained=True):

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import math
+import os.path as osp
 import platform
 from typing import Dict, List, Tuple
 
@@ -60,10 +61,28 @@ def split_decay(named_params, no_decay) -> List[Dict]:
     return [dict(params=decay), dict(params=other, weight_decay=0.)]
 
 
-def provenance(**fields) -> Dict:
-    """``fields`` plus the Python, torch and numpy versions."""
+def provenance(checkpoint: str, script: str, argv: List[str],
+               **fields) -> Dict:
+    """The provenance record of a checkpoint a pretraining script wrote.
+
+    Args:
+        checkpoint (str): The checkpoint file (already written).
+        script (str): The script, as run from the repository root (e.g.
+            ``'tools/pretrain/tiny_clip.py'``).
+        argv (list[str]): Its command-line arguments.
+        **fields: Everything else to record (arguments, data, metrics).
+
+    Returns:
+        dict: ``checkpoint`` (file name), ``sha256``, ``bytes``,
+        ``command``, then ``fields``, then the Python, torch and numpy
+        versions.
+    """
     return dict(
-        fields,
+        checkpoint=osp.basename(checkpoint),
+        sha256=sha256_file(checkpoint),
+        bytes=osp.getsize(checkpoint),
+        command=' '.join(['python', script] + list(argv)),
+        **fields,
         versions=dict(
             python=platform.python_version(),
             torch=torch.__version__,

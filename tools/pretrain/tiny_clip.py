@@ -54,7 +54,7 @@ from mmstop.models.clip.builder import resolve_clip_arch  # noqa: E402
 from mmstop.models.clip import (build_open_clip,  # noqa: E402
                                 load_clip_state_dict, read_clip_checkpoint)
 from mmstop.utils.fileio import atomic_torch_save  # noqa: E402
-from mmstop.utils.pretraining import (provenance, sha256_file,  # noqa: E402
+from mmstop.utils.pretraining import (provenance,  # noqa: E402
                                       split_decay, to_normalised_tensor,
                                       warmup_cosine_lr, write_json)
 # yapf: enable
@@ -293,11 +293,9 @@ def main(argv=None):
         reloaded, TokenizeText(context_length=ARCH['context_length']),
         args.eval_images, args.seed)
     info = provenance(
-        checkpoint=osp.basename(args.out),
-        sha256=sha256_file(args.out),
-        bytes=osp.getsize(args.out),
-        command='python tools/pretrain/tiny_clip.py ' +
-        ' '.join(sys.argv[1:] if argv is None else argv),
+        args.out,
+        'tools/pretrain/tiny_clip.py',
+        sys.argv[1:] if argv is None else argv,
         args=vars(args),
         arch=ARCH,
         data=dict(

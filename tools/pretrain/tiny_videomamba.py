@@ -56,7 +56,7 @@ from mmstop.models.backbones import VideoMamba  # noqa: E402
 from mmstop.utils.checkpoint import read_checkpoint  # noqa: E402
 from mmstop.utils.fileio import atomic_torch_save  # noqa: E402
 # yapf: disable
-from mmstop.utils.pretraining import (provenance, sha256_file,  # noqa: E402
+from mmstop.utils.pretraining import (provenance,  # noqa: E402
                                       split_decay, to_normalised_tensor,
                                       warmup_cosine_lr, write_json)
 # yapf: enable
@@ -220,11 +220,9 @@ def main(argv=None):
         seed=args.seed)
     metrics = evaluate(reloaded, reloaded_head, val)
     info = provenance(
-        checkpoint=osp.basename(args.out),
-        sha256=sha256_file(args.out),
-        bytes=osp.getsize(args.out),
-        command='python tools/pretrain/tiny_videomamba.py ' +
-        ' '.join(sys.argv[1:] if argv is None else argv),
+        args.out,
+        'tools/pretrain/tiny_videomamba.py',
+        sys.argv[1:] if argv is None else argv,
         args=vars(args),
         arch=ARCH,
         model=MODEL,
